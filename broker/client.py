@@ -1,0 +1,109 @@
+"""A DEALER client for request/reply with ids, timeouts and retries (Lazy Pirate, with DEALER).
+
+Each request carries an id; replies with other ids are stale (answers to attempts we gave up on)
+and are dropped. On a timeout the socket is closed with LINGER 0 and made anew, so a dead link
+cannot keep queued requests, and the same request (same id) is sent again: the tracker answers a
+retried write from its reply cache rather than doing it twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+import time
+from typing import Any
+
+import zmq
+
+from messages.control import Reply, Request, decode_reply, encode_request
+from messages.errors import Code, LocalError, ProtocolError
+from messages.protocol import REQUEST_RETRIES, REQUEST_TIMEOUT, TRACKER_MAX_MSG
+from messages.schema import validate_args
+
+from .sockets import dealer
+
+log = logging.getLogger(__name__)
+
+
+class ControlClient:
+    """Talks to the tracker. Owned by one thread: make one per thread that needs the tracker."""
+
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        endpoint: str,
+        *,
+        timeout: float = REQUEST_TIMEOUT,
+        retries: int = REQUEST_RETRIES,
+        cid: str | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.retries = retries
+        self.cid = cid or secrets.token_hex(8)
+        self._ids = itertools.count(1)
+        self._sock: zmq.Socket | None = None
+
+    def _socket(self) -> zmq.Socket:
+        if self._sock is None:
+            self._sock = dealer(self.ctx, self.endpoint, max_msg=TRACKER_MAX_MSG)
+        return self._sock
+
+    def _reset(self) -> None:
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+
+    def close(self) -> None:
+        self._reset()
+
+    def call(
+        self,
+        op: str,
+        args: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        blob: bytes | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+    ) -> Reply:
+        """Send one request and return its reply (which may be an error reply).
+
+        Raises LocalError(TIMEOUT) when the tracker did not answer any attempt, and
+        ProtocolError for arguments the tracker would refuse anyway.
+        """
+        args = args or {}
+        try:
+            validate_args(op, args, blob is not None)
+        except ProtocolError as exc:
+            raise LocalError(exc.code, exc.message) from None
+        req = Request(id=next(self._ids), op=op, args=args, cid=self.cid, token=token, blob=blob)
+        frames = encode_request(req)
+        timeout = self.timeout if timeout is None else timeout
+        attempts = 1 + (self.retries if retries is None else retries)
+        for attempt in range(attempts):
+            sock = self._socket()
+            sock.send_multipart(frames, copy=False)
+            reply = self._await(sock, req.id, time.monotonic() + timeout)
+            if reply is not None:
+                return reply
+            log.info("no reply to %s from %s (attempt %d/%d)", op, self.endpoint, attempt + 1, attempts)
+            self._reset()
+        raise LocalError(Code.TIMEOUT, f"tracker at {self.endpoint} did not answer {op}")
+
+    def _await(self, sock: zmq.Socket, req_id: int, deadline: float) -> Reply | None:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sock.poll(left * 1000, zmq.POLLIN):
+                return None
+            frames = sock.recv_multipart()
+            try:
+                reply = decode_reply(frames)
+            except ProtocolError as exc:
+                log.warning("malformed reply from tracker: %s", exc)
+                continue
+            if reply.id == req_id:
+                return reply
+            log.debug("dropping stale reply %d", reply.id)

@@ -1,0 +1,92 @@
+"""A ROUTER service: one socket, one thread, one poll loop (the Majordomo broker's shape).
+
+The loop drains every message that is already waiting (up to a batch), hands the batch to the
+handler, and sends the replies. Batching is what lets the tracker commit many writes with one
+fsync before it acknowledges any of them (group commit).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import zmq
+
+from .sockets import bound_endpoint, router
+
+log = logging.getLogger(__name__)
+
+Message = tuple[bytes, list[Any]]  # (routing id, frames after it)
+BatchHandler = Callable[[list[Message]], Sequence[Message]]
+
+
+class RouterService:
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        bind: str,
+        handler: BatchHandler,
+        *,
+        max_msg: int,
+        batch: int = 256,
+        copy: bool = True,
+        hwm: int = 1000,
+    ) -> None:
+        self.sock = router(ctx, bind, max_msg=max_msg, hwm=hwm)
+        self.endpoint = bound_endpoint(self.sock)
+        self.handler = handler
+        self.batch = batch
+        self.copy = copy
+        self.dropped = 0  # replies we could not deliver (peer gone or its queue full)
+
+    def run(
+        self,
+        stop: threading.Event,
+        on_tick: Callable[[], None] | None = None,
+        tick: float = 0.5,
+    ) -> None:
+        """Serve until ``stop`` is set; ``on_tick`` runs at least every ``tick`` seconds."""
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        next_tick = time.monotonic() + tick
+        try:
+            while not stop.is_set():
+                timeout = max(0.0, next_tick - time.monotonic())
+                if poller.poll(min(timeout, 0.2) * 1000):
+                    self._serve_batch()
+                if on_tick is not None and time.monotonic() >= next_tick:
+                    on_tick()
+                    next_tick = time.monotonic() + tick
+        finally:
+            self.sock.close(linger=0)
+
+    def _serve_batch(self) -> None:
+        batch: list[Message] = []
+        while len(batch) < self.batch:
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=self.copy)
+            except zmq.Again:
+                break
+            batch.append((bytes(frames[0]), frames[1:]))
+        if batch:
+            for ident, reply in self.handler(batch):
+                self.send(ident, reply)
+
+    def send(self, ident: bytes, frames: list[Any]) -> bool:
+        """Send without blocking; a gone or stalled peer costs us a dropped reply, not a hang."""
+        try:
+            self.sock.send_multipart([ident, *frames], zmq.NOBLOCK, copy=self.copy)
+        except zmq.Again:
+            self.dropped += 1
+            log.debug("reply dropped: peer queue full")
+            return False
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            self.dropped += 1
+            log.debug("reply dropped: peer gone")
+            return False
+        return True

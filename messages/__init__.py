@@ -1,0 +1,1 @@
+"""The wire protocol: constants, message encoding, validation and the records replies carry."""

@@ -1,0 +1,71 @@
+"""Protocol constants: every frame tag, operation name, limit and tunable in one place.
+
+Modelled on the ZeroMQ Guide's ``MDP.py``: the wire protocol is spelled out here so the
+tracker, the peer and the tests agree on it by import, never by copy.
+
+Control messages (peer DEALER <-> tracker ROUTER)::
+
+    request:  [CONTROL_TAG, header JSON, (blob)]   header = {"id", "op", "cid", "args", "token"?}
+    reply:    [CONTROL_TAG, header JSON, (blob)]   header = {"id", "ok": true, "result"}
+                                                    or {"id", "ok": false, "error": {code, message}}
+
+Piece messages (downloader DEALER <-> seeder ROUTER)::
+
+    request:  [PIECE_TAG, header JSON]             header = {"id", "g", "f", "p", "grant"}
+    reply:    [PIECE_TAG, header JSON, payload]    header = {"id", "p", "ok": true}
+              [PIECE_TAG, header JSON]             header = {"id", "p", "ok": false, "error"}
+
+The optional blob frame carries binary data (concatenated SHA-256 piece digests) so it never
+goes through JSON; piece payloads are raw frames for the same reason.
+"""
+
+from __future__ import annotations
+
+CONTROL_TAG = b"TRK1"
+PIECE_TAG = b"TPC1"
+
+# Sizes.
+MAX_HEADER_BYTES = 64 * 1024  # a JSON header never needs more; bigger is an attack or a bug
+MAX_NAME_LEN = 64  # user and group names
+MAX_FILE_NAME_BYTES = 255  # one path component on common file systems
+MAX_PASSWORD_LEN = 1024
+DIGEST_SIZE = 32  # SHA-256
+DEFAULT_PIECE_SIZE = 512 * 1024
+MIN_PIECE_SIZE = 16 * 1024
+MAX_PIECE_SIZE = 16 * 1024 * 1024
+MAX_PIECES = 1 << 20  # 1 Mi pieces: 32 MiB of digests, 8 TiB at 8 MiB pieces
+# Per-frame ZMQ_MAXMSGSIZE: the tracker's largest frame is the digest blob.
+TRACKER_MAX_MSG = MAX_PIECES * DIGEST_SIZE + 4096
+SEEDER_MAX_MSG = MAX_HEADER_BYTES  # seeders only ever receive small requests
+PIECE_MAX_MSG = MAX_PIECE_SIZE + MAX_HEADER_BYTES  # what a downloader accepts per frame
+
+# Control operations.
+OP_CREATE_USER = "create_user"
+OP_LOGIN = "login"
+OP_LOGOUT = "logout"
+OP_CREATE_GROUP = "create_group"
+OP_JOIN_GROUP = "join_group"
+OP_LEAVE_GROUP = "leave_group"
+OP_LIST_GROUPS = "list_groups"
+OP_LIST_REQUESTS = "list_requests"
+OP_ACCEPT_REQUEST = "accept_request"
+OP_REJECT_REQUEST = "reject_request"
+OP_LIST_FILES = "list_files"
+OP_FILE_INFO = "file_info"
+OP_SHARE_FILE = "share_file"
+OP_STOP_SHARE = "stop_share"
+OP_HOLDERS = "holders"
+OP_ANNOUNCE = "announce"
+OP_PROGRESS = "progress"
+OP_HEARTBEAT = "heartbeat"
+OP_PING = "ping"
+
+# Piece operations.
+OP_GET_PIECE = "get"
+
+# Timing (seconds).
+HEARTBEAT_INTERVAL = 1.0
+HEARTBEAT_EXPIRY = 5.0  # the tracker drops a peer unseen for this long
+GRANT_LIFETIME = 600.0  # downloaders refresh holders (and grants) far more often
+REQUEST_TIMEOUT = 3.0  # one control request attempt
+REQUEST_RETRIES = 3

@@ -1,0 +1,134 @@
+"""The records that travel inside replies, with their wire form in one place.
+
+``to_wire`` and ``from_wire`` are the only code that knows the JSON shape of a record; the
+tracker builds records, the peer reads records, and neither touches the dicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar, get_type_hints
+
+from .errors import Code, ProtocolError
+
+T = TypeVar("T")
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    if hint is Any:
+        return True
+    options = getattr(hint, "__args__", None) if "|" in repr(hint) or "Union" in repr(hint) else None
+    if options:
+        return any(_accepts(o, value) for o in options)
+    if hint is type(None):
+        return value is None
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    origin = getattr(hint, "__origin__", None)
+    if origin is list:
+        return isinstance(value, list)
+    if origin is dict:
+        return isinstance(value, dict)
+    return isinstance(value, hint)
+
+
+class Record:
+    """Mixin: dataclass <-> JSON-ready dict with type checks on the way in."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_wire(cls: type[T], data: Any) -> T:
+        if not isinstance(data, dict):
+            raise ProtocolError(Code.BAD_JSON, f"{cls.__name__} must be an object")
+        hints = _HINTS.get(cls)
+        if hints is None:
+            hints = _HINTS[cls] = {f.name: get_type_hints(cls)[f.name] for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        values = {}
+        for name, hint in hints.items():
+            value = data.get(name)
+            if not _accepts(hint, value):
+                raise ProtocolError(Code.BAD_JSON, f"{cls.__name__}.{name} has the wrong type")
+            values[name] = value
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupEntry(Record):
+    name: str
+    admin: str
+    members: int
+    role: str  # "admin", "member", "pending" or "" (none)
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry(Record):
+    name: str
+    size: int
+    online: int  # online peers serving at least part of it
+    sharers: int  # members sharing it, online or not
+
+
+@dataclass(frozen=True, slots=True)
+class FileMeta(Record):
+    """What a downloader needs besides the digests (which travel as a raw frame)."""
+
+    group: str
+    name: str
+    size: int
+    piece_size: int
+    sha256: str
+
+    @property
+    def num_pieces(self) -> int:
+        return (self.size + self.piece_size - 1) // self.piece_size
+
+    def piece_len(self, index: int) -> int:
+        return min(self.piece_size, self.size - index * self.piece_size)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant(Record):
+    """The tracker's permission for ``user`` to fetch ``group/file`` from one seeder.
+
+    ``mac`` is an HMAC under that seeder's own key, so the seeder checks it without asking.
+    """
+
+    user: str
+    group: str
+    file: str
+    exp: float
+    mac: str
+
+
+@dataclass(frozen=True, slots=True)
+class Holder(Record):
+    user: str
+    endpoint: str
+    have: str | None  # base64 bitfield for a partial holder; None when complete
+    grant: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal(Record):
+    group: str
+    file: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat(Record):
+    epoch: str  # changes each time the tracker starts
+    online: bool  # False: the tracker does not know our endpoint and shares; announce again
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveResult(Record):
+    group_deleted: bool
+    new_admin: str | None
+    files_removed: list[str]

@@ -1,0 +1,1 @@
+"""The tracker: users, groups, shared files and who holds which pieces."""

@@ -1,0 +1,47 @@
+"""``torrent-tracker``: run the tracker in the foreground until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sqlite3
+import sys
+
+import zmq
+
+from .server import Tracker
+
+DEFAULT_BIND = "tcp://127.0.0.1:6000"
+DEFAULT_DB = "data/tracker.db"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="torrent-tracker", description="Torrent tracker")
+    ap.add_argument("--bind", default=DEFAULT_BIND, help=f"endpoint to listen on (default {DEFAULT_BIND})")
+    ap.add_argument("--db", default=DEFAULT_DB, help=f"SQLite state file (default {DEFAULT_DB})")
+    ap.add_argument("--verbose", "-v", action="store_true", help="log to stderr")
+    args = ap.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        tracker = Tracker(args.bind, args.db)
+    except (zmq.ZMQError, sqlite3.Error, OSError) as exc:  # bad endpoint, port in use, bad db
+        print(f"error: cannot start tracker: {exc}", file=sys.stderr)
+        return 1
+
+    def on_signal(signum: int, _frame: object) -> None:
+        tracker.request_stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print(f"tracker listening on {tracker.endpoint} (state: {args.db})", flush=True)
+    tracker.serve_forever()
+    print("tracker stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
