@@ -107,3 +107,51 @@ class ControlClient:
             if reply.id == req_id:
                 return reply
             log.debug("dropping stale reply %d", reply.id)
+
+
+class AsyncControl:
+    """One tracker call at a time without blocking: for a thread whose loop must keep moving.
+
+    The owner starts a call and polls for its outcome from its own loop; a call that outlives
+    its timeout is abandoned (socket made anew) and reported as ``None``, never retried here:
+    the owner decides whether the call still matters.
+    """
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, *, timeout: float = REQUEST_TIMEOUT) -> None:
+        self.client = ControlClient(ctx, endpoint, timeout=timeout, retries=0)
+        self.timeout = timeout
+        self.op: str | None = None
+        self._id = 0
+        self._deadline = 0.0
+
+    @property
+    def busy(self) -> bool:
+        return self.op is not None
+
+    def start(self, op: str, args: dict[str, Any], *, token: str | None = None) -> None:
+        validate_args(op, args, False)
+        req = Request(id=next(self.client._ids), op=op, args=args, cid=self.client.cid, token=token)
+        self.client._socket().send_multipart(encode_request(req))
+        self.op, self._id, self._deadline = op, req.id, time.monotonic() + self.timeout
+
+    def poll(self) -> tuple[str, Reply | None] | None:
+        """(op, reply) once answered, (op, None) once timed out, None while still waiting."""
+        if self.op is None:
+            return None
+        sock = self.client._socket()
+        while sock.poll(0, zmq.POLLIN):
+            try:
+                reply = decode_reply(sock.recv_multipart())
+            except ProtocolError:
+                continue
+            if reply.id == self._id:
+                op, self.op = self.op, None
+                return op, reply
+        if time.monotonic() >= self._deadline:
+            self.client._reset()
+            op, self.op = self.op, None
+            return op, None
+        return None
+
+    def close(self) -> None:
+        self.client.close()

@@ -79,7 +79,7 @@ def encode_piece_error(req_id: int, piece: int, err: TorrentError) -> list[bytes
 def decode_piece_reply(frames: list[Any]) -> PieceReply:
     if len(frames) not in (2, 3) or bytes(frames[0]) != PIECE_TAG:
         raise ProtocolError(Code.BAD_FRAME, "malformed piece reply")
-    h = _loads_header(frames[1])
+    h = _loads_header(getattr(frames[1], "bytes", frames[1]))
     req_id = _check_id(h.get("id"))
     piece = h.get("p")
     if not isinstance(piece, int) or isinstance(piece, bool):

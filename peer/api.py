@@ -1,0 +1,305 @@
+"""The peer's Python API: what the shell, the tests and the demos all drive.
+
+A ``Peer`` owns a seeder thread, a presence thread and the running downloads; each method here
+is one user action, raising a TorrentError (code + message) when it cannot be done. Every
+thread that calls the tracker gets its own DEALER (one socket, one thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import stat
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from broker.client import ControlClient
+from broker.sockets import new_context
+from messages import protocol as P
+from messages.errors import Code, LocalError, ProtocolError, RemoteError
+from messages.names import check_file_name, check_name
+from messages.protocol import DIGEST_SIZE
+from messages.records import FileEntry, FileMeta, GroupEntry, LeaveResult, Refusal
+
+from .download import Download, DownloadStatus, Settings
+from .hashing import Progress, hash_file
+from .library import Library
+from .presence import PresenceKeeper
+from .seeder import Seeder
+
+log = logging.getLogger(__name__)
+
+
+class Peer:
+    def __init__(
+        self,
+        tracker: str,
+        *,
+        home: str,
+        listen: str = "tcp://127.0.0.1:0",
+        advertise: str | None = None,
+        piece_size: int = P.DEFAULT_PIECE_SIZE,
+        settings: Settings | None = None,
+        upload_limit: float | None = None,
+        heartbeat: float = P.HEARTBEAT_INTERVAL,
+    ) -> None:
+        self.tracker = tracker
+        self.home = os.path.abspath(home)
+        os.makedirs(self.home, exist_ok=True)
+        self.piece_size = piece_size
+        self.settings = settings or Settings()
+        self.ctx = new_context()
+        self.library = Library()
+        self.seed_key = secrets.token_bytes(32)
+        self.seeder = Seeder(self.ctx, listen, self.library, self.seed_key, upload_limit)
+        self.endpoint = advertise or self.seeder.endpoint.replace("0.0.0.0", "127.0.0.1")
+        self.user: str | None = None
+        self._token: str | None = None
+        self._state_lock = threading.Lock()
+        self._local = threading.local()
+        self._clients: list[ControlClient] = []
+        self.downloads: dict[tuple[str, str], Download] = {}
+        self.finished: list[Download] = []
+        self.on_download_end: Callable[[Download], None] | None = None
+        self.presence = PresenceKeeper(
+            self.ctx, tracker, self._current_token, self._announce_args, self._session_lost, heartbeat
+        )
+
+    # --- life cycle -------------------------------------------------------------------------
+    def start(self) -> Peer:
+        self.seeder.start()
+        self.presence.start()
+        return self
+
+    def close(self) -> None:
+        """Log out (taking shares offline), stop every thread, close every socket."""
+        if self._token:
+            try:
+                self.logout()
+            except (RemoteError, LocalError) as exc:
+                log.info("logout on close failed: %s", exc)
+        for d in list(self.downloads.values()):
+            d.cancel()
+            d.join(timeout=5)
+        self.presence.stop()
+        self.seeder.stop()
+        for client in self._clients:
+            client.close()
+        self.ctx.term()
+
+    def __enter__(self) -> Peer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- plumbing ---------------------------------------------------------------------------
+    def _client(self) -> ControlClient:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = ControlClient(self.ctx, self.tracker)
+            with self._state_lock:
+                self._clients.append(client)
+        return client
+
+    def _call(
+        self, op: str, args: dict[str, Any] | None = None, *, auth: bool = True, blob: bytes | None = None
+    ):
+        token = None
+        if auth:
+            token = self._token
+            if not token:
+                raise LocalError(Code.NOT_LOGGED_IN, "log in first")
+        return self._client().call(op, args or {}, token=token, blob=blob)
+
+    def _current_token(self) -> str | None:
+        return self._token
+
+    def _announce_args(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "seed_key": self.seed_key.hex(),
+            "shares": self.library.announce_refs(),
+        }
+
+    def _session_lost(self) -> None:
+        self._token = None
+
+    @property
+    def logged_in(self) -> bool:
+        return self._token is not None
+
+    # --- accounts ---------------------------------------------------------------------------
+    def create_user(self, user: str, password: str) -> None:
+        self._call(P.OP_CREATE_USER, {"user": user, "password": password}, auth=False).unwrap()
+
+    def login(self, user: str, password: str) -> list[str]:
+        """Log in and bring back this user's shares; returns notes on shares not served."""
+        if self._token:
+            raise LocalError(Code.ALREADY_LOGGED_IN, f"already logged in as {self.user}; log out first")
+        result = self._call(P.OP_LOGIN, {"user": user, "password": password}, auth=False).unwrap()
+        notes = self.library.load(os.path.join(self.home, "users", user))
+        self.user, self._token = user, result["token"]
+        reply = self._call(P.OP_ANNOUNCE, self._announce_args()).unwrap()
+        for item in reply.get("refused", []):
+            r = Refusal.from_wire(item)
+            self.library.remove((r.group, r.file))
+            notes.append(f"not serving [{r.group}] {r.file}: {r.message}")
+        self.presence.nudge()
+        return notes
+
+    def logout(self) -> None:
+        if not self._token:
+            raise LocalError(Code.NOT_LOGGED_IN, "not logged in")
+        for d in list(self.downloads.values()):
+            d.cancel()
+        for d in list(self.downloads.values()):
+            d.join(timeout=10)
+        try:
+            self._call(P.OP_LOGOUT).unwrap()
+        finally:
+            self._token = None
+            self.library.unload()
+
+    # --- groups -----------------------------------------------------------------------------
+    def create_group(self, group: str) -> None:
+        self._call(P.OP_CREATE_GROUP, {"group": group}).unwrap()
+
+    def join_group(self, group: str) -> None:
+        self._call(P.OP_JOIN_GROUP, {"group": group}).unwrap()
+
+    def leave_group(self, group: str) -> LeaveResult:
+        result = LeaveResult.from_wire(self._call(P.OP_LEAVE_GROUP, {"group": group}).unwrap())
+        for key, d in list(self.downloads.items()):
+            if key[0] == group:
+                d.cancel()
+        self.library.remove_group(group)
+        return result
+
+    def list_groups(self) -> list[GroupEntry]:
+        return [GroupEntry.from_wire(g) for g in self._call(P.OP_LIST_GROUPS).unwrap()["groups"]]
+
+    def list_requests(self, group: str) -> list[str]:
+        return list(self._call(P.OP_LIST_REQUESTS, {"group": group}).unwrap()["users"])
+
+    def accept_request(self, group: str, user: str) -> None:
+        self._call(P.OP_ACCEPT_REQUEST, {"group": group, "user": user}).unwrap()
+
+    def reject_request(self, group: str, user: str) -> None:
+        self._call(P.OP_REJECT_REQUEST, {"group": group, "user": user}).unwrap()
+
+    # --- files ------------------------------------------------------------------------------
+    def list_files(self, group: str) -> list[FileEntry]:
+        return [
+            FileEntry.from_wire(f) for f in self._call(P.OP_LIST_FILES, {"group": group}).unwrap()["files"]
+        ]
+
+    def file_info(self, group: str, name: str) -> tuple[FileMeta, bytes]:
+        reply = self._call(P.OP_FILE_INFO, {"group": group, "file": name})
+        meta = FileMeta.from_wire(reply.unwrap())
+        digests = reply.blob or b""
+        if len(digests) != meta.num_pieces * DIGEST_SIZE or meta.group != group or meta.name != name:
+            raise RemoteError(Code.BAD_FRAME, "tracker sent inconsistent file information")
+        return meta, digests
+
+    def upload_file(self, path: str, group: str, progress: Progress | None = None) -> tuple[FileMeta, bool]:
+        """Hash a file into pieces and share it from where it is; True when new to the group."""
+        if not self._token:
+            raise LocalError(Code.NOT_LOGGED_IN, "log in first")
+        check_name(group, "group name")
+        path = os.path.abspath(os.path.expanduser(path))
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise LocalError(Code.BAD_PATH, f"{path}: {exc.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise LocalError(Code.BAD_PATH, f"{path} is not a regular file")
+        name = _local_name(os.path.basename(path))
+        piece_size = self.piece_size
+        try:  # Same name already shared: hash with its piece size so equal content matches.
+            piece_size = self.file_info(group, name)[0].piece_size
+        except RemoteError as exc:
+            if exc.code != Code.NO_SUCH_FILE:
+                raise
+        try:
+            size, sha, digests = hash_file(path, piece_size, progress)
+        except OSError as exc:
+            raise LocalError(Code.IO_ERROR, f"cannot read {path}: {exc.strerror}") from None
+        meta = FileMeta(group=group, name=name, size=size, piece_size=piece_size, sha256=sha)
+        args = {"group": group, "file": name, "size": size, "piece_size": piece_size, "sha256": sha}
+        new = self._call(P.OP_SHARE_FILE, args, blob=digests).unwrap()["new"]
+        self.library.add_complete(meta, path, digests)
+        return meta, new
+
+    def stop_share(self, group: str, name: str) -> bool:
+        """Stop sharing; True when the file left the group (we were its last sharer)."""
+        try:
+            removed = self._call(P.OP_STOP_SHARE, {"group": group, "file": name}).unwrap()["file_removed"]
+        finally:
+            self.library.remove((group, name))
+        return removed
+
+    # --- downloads --------------------------------------------------------------------------
+    def download_file(self, group: str, name: str, dest_dir: str) -> Download:
+        """Start a download in the background; the returned Download reports its progress."""
+        if not self._token:
+            raise LocalError(Code.NOT_LOGGED_IN, "log in first")
+        check_name(group, "group name")
+        name = _local_name(name)
+        key = (group, name)
+        running = self.downloads.get(key)
+        if running is not None:
+            raise LocalError(Code.BAD_ARGS, f"already downloading [{group}] {name}")
+        served = self.library.get(key)
+        if served is not None:
+            raise LocalError(Code.BAD_ARGS, f"you already share [{group}] {name} from {served.path}")
+        dest_dir = os.path.abspath(os.path.expanduser(dest_dir))
+        final = os.path.join(dest_dir, name)
+        if os.path.dirname(final) != dest_dir:
+            raise LocalError(Code.BAD_PATH, f"{name!r} would land outside {dest_dir}")
+        if os.path.exists(final):
+            raise LocalError(Code.BAD_PATH, f"{final} already exists")
+        meta, digests = self.file_info(group, name)
+        d = Download(
+            self.ctx,
+            self.tracker,
+            self._current_token,
+            self.library,
+            meta,
+            digests,
+            dest_dir,
+            self.settings,
+            on_finish=self._download_ended,
+        )
+        self.downloads[key] = d
+        d.start()
+        return d
+
+    def _download_ended(self, d: Download) -> None:
+        with self._state_lock:
+            self.downloads.pop(d.key, None)
+            self.finished.append(d)
+        if self.on_download_end is not None:
+            self.on_download_end(d)
+
+    def download_statuses(self) -> list[DownloadStatus]:
+        with self._state_lock:
+            items = list(self.downloads.values()) + list(self.finished)
+        return [d.status() for d in items]
+
+    def wait(self, timeout: float | None = None) -> list[DownloadStatus]:
+        """Block until every running download ends; their final statuses."""
+        with self._state_lock:
+            running = list(self.downloads.values())
+        for d in running:
+            d.join(timeout)
+        return [d.status() for d in running]
+
+
+def _local_name(name: str) -> str:
+    try:
+        return check_file_name(name)
+    except ProtocolError as exc:
+        raise LocalError(exc.code, exc.message) from None

@@ -1,0 +1,202 @@
+"""Piece selection: rarest piece first, from the least-loaded holder that has it.
+
+Pure bookkeeping, no sockets and no clock of its own (callers pass ``now``), so every rule is
+unit-tested directly. Assignments are made one at a time as capacity frees up, never all at
+the start, so a slow or lost holder only ever holds ``max_per_holder`` pieces hostage.
+
+Rarity is the number of usable holders that have a piece; ties are broken at random (so
+downloaders of the same file spread out). Among holders of the chosen piece the one with the
+fewest pieces in flight from us wins; ties go to the one that has served us least, which keeps
+equal holders evenly loaded. When every missing piece is in flight, an idle holder may take a
+second copy of a piece in flight elsewhere (endgame), at most one duplicate per piece.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+
+from messages.bitfield import Bitfield
+
+
+@dataclass(slots=True)
+class HolderState:
+    id: str
+    have: Bitfield | None  # None: complete
+    load: int = 0  # pieces in flight from us
+    served: int = 0  # pieces it delivered (verified)
+    failures: int = 0
+    banned: bool = False
+    backoff_until: float = 0.0
+    flight: set[int] = field(default_factory=set)
+
+    def has(self, piece: int) -> bool:
+        return self.have is None or piece in self.have
+
+
+class Picker:
+    def __init__(
+        self,
+        have: Bitfield,
+        *,
+        max_per_holder: int = 4,
+        rng: random.Random | None = None,
+        max_backoff: float = 8.0,
+    ) -> None:
+        self.num_pieces = have.size
+        self.have = have.copy()
+        self.max_per_holder = max_per_holder
+        self.max_backoff = max_backoff
+        self.rng = rng or random.Random()
+        self.holders: dict[str, HolderState] = {}
+        self.in_flight: dict[int, set[str]] = {}  # piece -> holders asked for it
+        self._heap: list[tuple[int, float, int]] = []
+        self._dirty = True
+
+    # --- holders --------------------------------------------------------------------------
+    def update_holder(self, hid: str, have: Bitfield | None) -> None:
+        """A holder appeared or its pieces changed (tracker refresh)."""
+        h = self.holders.get(hid)
+        if h is None:
+            self.holders[hid] = HolderState(hid, have.copy() if have is not None else None)
+        else:
+            h.have = have.copy() if have is not None else None
+        self._dirty = True
+
+    def remove_holder(self, hid: str) -> list[int]:
+        """A holder vanished; the pieces it had in flight go back to the pool."""
+        h = self.holders.pop(hid, None)
+        if h is None:
+            return []
+        lost = sorted(h.flight)
+        for piece in lost:
+            self._unflight(piece, hid)
+        self._dirty = True
+        return lost
+
+    def usable(self, h: HolderState, now: float) -> bool:
+        return not h.banned and h.backoff_until <= now
+
+    # --- choosing -------------------------------------------------------------------------
+    def assign(self, now: float) -> tuple[int, str] | None:
+        """The next (piece, holder) to request, or None when nothing can be asked now."""
+        ready = [h for h in self.holders.values() if self.usable(h, now) and h.load < self.max_per_holder]
+        if not ready:
+            return None
+        if self._dirty:
+            self._rebuild()
+        skipped = []
+        choice = None
+        while self._heap:
+            entry = heapq.heappop(self._heap)
+            piece = entry[2]
+            if piece in self.have or piece in self.in_flight:
+                continue  # stale entry; it is pushed again if it ever becomes pending
+            candidates = [h for h in ready if h.has(piece)]
+            if candidates:
+                choice = (piece, self._least_loaded(candidates))
+                break
+            skipped.append(entry)
+        for entry in skipped:
+            heapq.heappush(self._heap, entry)
+        if choice is None:
+            choice = self._endgame(ready)
+        if choice is not None:
+            self._flight(*choice)
+        return choice
+
+    def _least_loaded(self, candidates: list[HolderState]) -> str:
+        best = min((h.load, h.served + h.load) for h in candidates)
+        ties = [h for h in candidates if (h.load, h.served + h.load) == best]
+        return self.rng.choice(ties).id
+
+    def _endgame(self, ready: list[HolderState]) -> tuple[int, str] | None:
+        if self.pending_count():
+            return None
+        idle = [h for h in ready if h.load == 0]
+        for piece, asked in sorted(self.in_flight.items()):
+            if len(asked) == 1:
+                candidates = [h for h in idle if h.id not in asked and h.has(piece)]
+                if candidates:
+                    return piece, self._least_loaded(candidates)
+        return None
+
+    def _rebuild(self) -> None:
+        counts = [0] * self.num_pieces
+        for h in self.holders.values():
+            if h.banned:
+                continue
+            if h.have is None:
+                counts = [c + 1 for c in counts]
+            else:
+                for i in h.have:
+                    counts[i] += 1
+        self._counts = counts
+        self._heap = [
+            (counts[i], self.rng.random(), i)
+            for i in range(self.num_pieces)
+            if i not in self.have and i not in self.in_flight
+        ]
+        heapq.heapify(self._heap)
+        self._dirty = False
+
+    # --- outcomes -------------------------------------------------------------------------
+    def done(self, piece: int, hid: str) -> bool:
+        """A verified piece arrived; False when we already had it (endgame duplicate)."""
+        self._unflight(piece, hid, requeue=False)
+        h = self.holders.get(hid)
+        if h is not None:
+            h.failures = 0
+        if piece in self.have:
+            return False
+        self.have.add(piece)
+        if h is not None:
+            h.served += 1
+        # Other requests for this piece (endgame) are now pointless but harmless.
+        return True
+
+    def failed(self, piece: int, hid: str, now: float, *, ban: bool = False) -> None:
+        """A request failed: timeout, error reply, or (ban=True) a piece with the wrong hash."""
+        self._unflight(piece, hid)
+        h = self.holders.get(hid)
+        if h is None:
+            return
+        if ban:
+            h.banned = True
+            self._dirty = True
+        else:
+            h.failures += 1
+            h.backoff_until = now + min(self.max_backoff, 0.25 * 2**h.failures)
+
+    def _flight(self, piece: int, hid: str) -> None:
+        self.in_flight.setdefault(piece, set()).add(hid)
+        h = self.holders[hid]
+        h.load += 1
+        h.flight.add(piece)
+
+    def _unflight(self, piece: int, hid: str, requeue: bool = True) -> None:
+        h = self.holders.get(hid)
+        if h is not None and piece in h.flight:
+            h.flight.discard(piece)
+            h.load -= 1
+        asked = self.in_flight.get(piece)
+        if asked is not None:
+            asked.discard(hid)
+            if not asked:
+                del self.in_flight[piece]
+                if requeue and piece not in self.have and not self._dirty:
+                    heapq.heappush(self._heap, (self._counts[piece], self.rng.random(), piece))
+
+    # --- questions ------------------------------------------------------------------------
+    @property
+    def complete(self) -> bool:
+        return len(self.have) == self.num_pieces
+
+    def pending_count(self) -> int:
+        return self.num_pieces - len(self.have) - sum(1 for p in self.in_flight if p not in self.have)
+
+    def unavailable(self) -> list[int]:
+        """Missing pieces that no holder we may still ask has."""
+        live = [h for h in self.holders.values() if not h.banned]
+        return [i for i in self.have.missing() if not any(h.has(i) for h in live)]

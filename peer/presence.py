@@ -1,0 +1,85 @@
+"""Keeps this peer known to the tracker: heartbeats, and announcing again when needed.
+
+Its own thread with its own DEALER. A heartbeat answered with ``online: false`` (the tracker
+restarted, or dropped us after a silence) or with a new epoch makes it announce our endpoint
+and everything we serve again, so a tracker restart needs nothing from the user.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import zmq
+
+from broker.client import ControlClient
+from messages import protocol as P
+from messages.errors import Code, TorrentError
+from messages.records import Heartbeat
+
+log = logging.getLogger(__name__)
+
+
+class PresenceKeeper:
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        tracker: str,
+        token: Callable[[], str | None],
+        announce_args: Callable[[], dict],
+        on_session_lost: Callable[[], None],
+        interval: float = P.HEARTBEAT_INTERVAL,
+    ) -> None:
+        self.ctx = ctx
+        self.tracker = tracker
+        self.token = token
+        self.announce_args = announce_args
+        self.on_session_lost = on_session_lost
+        self.interval = interval
+        self.epoch: str | None = None
+        self.announces = 0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="presence", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+
+    def nudge(self) -> None:
+        """Heartbeat now (after login) instead of at the next interval."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        client = ControlClient(self.ctx, self.tracker, timeout=max(1.0, self.interval), retries=0)
+        try:
+            while not self._stop.is_set():
+                token = self.token()
+                if token:
+                    try:
+                        self._beat(client, token)
+                    except TorrentError as exc:
+                        if exc.code == Code.UNAUTHORIZED and token == self.token():
+                            log.warning("tracker forgot our session: %s", exc.message)
+                            self.on_session_lost()
+                        else:
+                            log.info("heartbeat failed: %s", exc.message)
+                self._wake.wait(self.interval)
+                self._wake.clear()
+        finally:
+            client.close()
+
+    def _beat(self, client: ControlClient, token: str) -> None:
+        beat = Heartbeat.from_wire(client.call(P.OP_HEARTBEAT, token=token).unwrap())
+        if beat.online and beat.epoch == self.epoch:
+            return
+        client.call(P.OP_ANNOUNCE, self.announce_args(), token=token).unwrap()
+        self.announces += 1
+        if beat.epoch != self.epoch and self.epoch is not None:
+            log.info("tracker restarted (epoch %s); announced again", beat.epoch)
+        self.epoch = beat.epoch
