@@ -1,0 +1,1 @@
+"""The peer: a command shell, a seeder, and parallel verified downloads."""
