@@ -48,15 +48,21 @@ class Shell:
 
     # --- output -----------------------------------------------------------------------------
     def say(self, text: str) -> None:
-        with self._print_lock:
-            self.out.print(text, markup=False, highlight=False, soft_wrap=True)
-            self.out.file.flush()
+        self._emit(self.out, text)
 
     def fail(self, text: str) -> None:
         with self._print_lock:
             self.failures += 1
-            self.err.print(f"error: {text}", markup=False, highlight=False, soft_wrap=True)
-            self.err.file.flush()
+        self._emit(self.err, f"error: {text}")
+
+    def _emit(self, console: Console, text: str) -> None:
+        # In scripts, lines go out verbatim (tabs kept for cut/awk); on a terminal, via rich.
+        with self._print_lock:
+            if self.interactive:
+                console.print(text, markup=False, highlight=False, soft_wrap=True)
+            else:
+                console.file.write(text + "\n")
+            console.file.flush()
 
     def _download_ended(self, d: Download) -> None:
         s = d.status()
@@ -187,6 +193,11 @@ class Shell:
         ended = self.peer.wait()
         self.say("no downloads running" if not ended else f"{len(ended)} download(s) ended")
 
+    def status(self, _a: list[str]) -> None:
+        who = self.peer.user if self.peer.logged_in else "nobody (not logged in)"
+        shares = len(self.peer.library.complete_keys())
+        self.say(f"user {who}; serving on {self.peer.endpoint}; tracker {self.peer.tracker}; {shares} shares")
+
     def help(self, _a: list[str]) -> None:
         width = max(len(n) for n in COMMANDS)
         for name, cmd in COMMANDS.items():
@@ -254,6 +265,7 @@ COMMANDS: dict[str, Command] = {
     "show_downloads": Command((), "[D] running, [C] complete, [F] failed", Shell.show_downloads),
     "stop_share": Command(("<group>", "<file>"), "stop sharing a file", Shell.stop_share),
     "wait": Command((), "block until running downloads end", Shell.wait),
+    "status": Command((), "who you are, where you serve, what you share", Shell.status),
     "echo": Command(("[text]",), "print text (handy in scripts)", Shell.echo),
     "help": Command((), "this list", Shell.help),
     "quit": Command((), "leave (logs out)", Shell.do_quit),
