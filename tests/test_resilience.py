@@ -1,0 +1,139 @@
+"""The tracker survives SIGKILL with its acknowledged state; bad input never stops a service."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import orjson
+import pytest
+import zmq
+from harness import PeerProc, Swarm, make_file, read, wait_until
+
+pytestmark = pytest.mark.slow
+PIECE = 64 * 1024
+
+
+def test_tracker_sigkill_restart_keeps_state_and_download_continues(swarm: Swarm) -> None:
+    seed = swarm.peer("seed", "--piece-size", "64K", "--upload-limit", "1M")
+    d = swarm.peer("dl")
+    swarm.group(seed, "g", d)
+    other = swarm.peer("pending")
+    other.ok("join_group g")
+    src = f"{swarm.tmp}/src/video.bin"
+    data = make_file(src, 64 * PIECE)  # 4 MiB at 1 MB/s
+    seed.ok(f"upload_file {src} g")
+    d.ok(f"download_file g video.bin {swarm.tmp}/out")
+    wait_until(lambda: d.progress("video.bin") >= 0.1, what="download under way")
+
+    swarm.tracker.kill(signal.SIGKILL)
+    swarm.restart_tracker()
+
+    # The download carries on by itself and ends with the right bytes.
+    d.wait_for(r"download complete: \[g\] video.bin", timeout=60)
+    assert read(f"{swarm.tmp}/out/video.bin") == data
+    # Peers stayed logged in and announced again without anyone typing anything.
+    wait_until(
+        lambda: seed.run("list_files g").out == ["video.bin\t4194304 bytes (4.0 MiB)\t2 online"],
+        what="both holders online again",
+    )
+    # Every acknowledged change is still there.
+    assert seed.ok("list_requests g").out == ["pending"]
+    assert seed.ok("list_groups").out == ["g\tadmin=seed\tmembers=2\tadmin"]
+    fresh = swarm.peer("late", create=False, login=False)
+    fresh.ok("login pending pw-pending")
+
+
+def test_acknowledged_writes_survive_sigkill(swarm: Swarm) -> None:
+    a = swarm.peer("a")
+    for i in range(20):
+        a.ok(f"create_group grp{i}")
+    swarm.tracker.kill(signal.SIGKILL)
+    swarm.restart_tracker()
+    wait_until(lambda: not a.run("list_groups").errors, what="peer back in touch")
+    assert [line.split("\t")[0] for line in a.ok("list_groups").out] == sorted(f"grp{i}" for i in range(20))
+
+
+def _raw(endpoint: str, frames: list[bytes], timeout: float = 5.0) -> list[bytes] | None:
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    s.connect(endpoint)
+    try:
+        s.send_multipart(frames)
+        if s.poll(timeout * 1000):
+            return s.recv_multipart()
+        return None
+    finally:
+        s.close()
+
+
+def _error_code(reply: list[bytes] | None) -> str:
+    assert reply is not None, "no reply"
+    return orjson.loads(reply[1])["error"]["code"]
+
+
+GARBAGE = [
+    ([b"junk"], "bad_frame"),
+    ([b"TRK1", b"{not json"], "bad_json"),
+    ([b"TRK1", b"[1,2]"], "bad_json"),
+    ([b"TRK1", b'{"id": 1, "op": "format_disk"}'], "unknown_op"),
+    ([b"TRK1", b'{"id": 1, "op": "login", "args": {"user": 5, "password": "x"}}'], "bad_args"),
+    ([b"TRK1", b'{"id": 1, "op": "login", "args": {"user": "../x", "password": "x"}}'], "bad_name"),
+    ([b"TRK1", b'{"id": 1, "op": "list_groups", "args": {}, "token": "forged"}'], "unauthorized"),
+    ([b"TRK1", b'{"id": "x", "op": "ping"}'], "bad_args"),
+    ([b"TRK1", b"{" + b" " * 70_000 + b"}"], "too_large"),
+    ([b"TRK1", b"{}", b"x", b"y"], "bad_frame"),
+]
+
+
+def test_tracker_answers_garbage_and_keeps_serving(swarm: Swarm) -> None:
+    ep = swarm.tracker.endpoint
+    for frames, code in GARBAGE:
+        assert _error_code(_raw(ep, frames)) == code, frames[:2]
+    # A frame over ZMQ_MAXMSGSIZE: the sender is disconnected, the tracker goes on.
+    assert _raw(ep, [b"TRK1", b"{}", b"x" * (40 << 20)], timeout=1.0) is None
+    a = swarm.peer("a")
+    a.ok("create_group still-serving")
+
+
+def test_seeder_answers_garbage_and_keeps_serving(swarm: Swarm) -> None:
+    seed = swarm.peer("seed", "--piece-size", "64K")
+    d = swarm.peer("dl")
+    outsider = swarm.peer("outsider")
+    swarm.group(seed, "g", d)
+    src = f"{swarm.tmp}/src/f.bin"
+    data = make_file(src, 10 * PIECE)
+    seed.ok(f"upload_file {src} g")
+    ep = seed.ok("status").out[0].split("serving on ")[1].split(";")[0]
+    grant = {"user": "outsider", "group": "g", "file": "f.bin", "exp": 9e9, "mac": "00" * 32}
+    bad = [
+        ([b"junk"], "bad_frame"),
+        ([b"TPC1", b"nope"], "bad_json"),
+        ([b"TPC1", b'{"id": 1, "op": "put"}'], "unknown_op"),
+        (
+            [b"TPC1", orjson.dumps({"id": 1, "op": "get", "g": "g", "f": "f.bin", "p": 0, "grant": grant})],
+            "bad_grant",
+        ),
+        (
+            [
+                b"TPC1",
+                orjson.dumps(
+                    {"id": 1, "op": "get", "g": "g", "f": "../../etc/passwd", "p": 0, "grant": grant}
+                ),
+            ],
+            "bad_name",
+        ),
+        (
+            [b"TPC1", orjson.dumps({"id": 1, "op": "get", "g": "g", "f": "f.bin", "p": -1, "grant": grant})],
+            "bad_args",
+        ),
+    ]
+    for frames, code in bad:
+        assert _error_code(_raw(ep, frames)) == code, frames
+    # A non-member gets no grant from the tracker, so cannot fetch at all.
+    outsider.refused(f"download_file g f.bin {swarm.tmp}/o", "not a member")
+    d.ok(f"download_file g f.bin {swarm.tmp}/out")
+    d.wait_for(r"download complete: \[g\] f.bin")
+    assert read(f"{swarm.tmp}/out/f.bin") == data
+    assert os.listdir(f"{swarm.tmp}/out") == ["f.bin"]
