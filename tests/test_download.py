@@ -43,7 +43,9 @@ def test_three_holders_share_the_load(swarm: Swarm) -> None:
     assert max(counts.values()) <= 1.5 * 97 / 3, counts
 
 
-@pytest.mark.parametrize("size", [0, 1, 4 * PIECE, 4 * PIECE + 7], ids=["empty", "1byte", "multiple", "ragged"])
+@pytest.mark.parametrize(
+    "size", [0, 1, 4 * PIECE, 4 * PIECE + 7], ids=["empty", "1byte", "multiple", "ragged"]
+)
 def test_sizes(swarm: Swarm, size: int) -> None:
     a = swarm.peer("a", "--piece-size", "64K")
     b = swarm.peer("b")
@@ -120,7 +122,7 @@ def test_only_holder_of_some_pieces_gone(swarm: Swarm) -> None:
     assert "no online peer holds" in err and "partial file kept" in err
     assert os.path.getsize(f"{swarm.tmp}/out/half.bin.part") == 64 * PIECE
     assert not os.path.exists(f"{swarm.tmp}/out/half.bin")
-    assert d.run("show_downloads").out[0].startswith("[F] [g] half.bin")
+    assert d.run("show_downloads").lines[0].startswith("[F] [g] half.bin")
 
 
 def test_downloader_killed_then_resumes_missing_pieces_only(swarm: Swarm) -> None:

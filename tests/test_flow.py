@@ -35,7 +35,7 @@ def test_accounts_groups_and_requests(swarm: Swarm) -> None:
     bob.refused("list_files films", "not a member")
     bob.refused("list_requests films", "only the admin")
     bob.refused("accept_request films carol", "only the admin")
-    assert alice.ok("list_requests films").out == ["bob", "carol", "dave"]
+    assert alice.ok("list_requests films").lines == ["bob", "carol", "dave"]
     alice.ok("accept_request films bob")
     alice.ok("accept_request films carol")
     alice.ok("reject_request films dave")
@@ -44,7 +44,7 @@ def test_accounts_groups_and_requests(swarm: Swarm) -> None:
     bob.refused("join_group films", "already a member")
     assert "no pending requests" in alice.ok("list_requests films").text
     dave.refused("list_files films", "not a member")
-    groups = bob.ok("list_groups").out
+    groups = bob.ok("list_groups").lines
     assert groups == ["films\tadmin=alice\tmembers=3\tmember"]
 
     # The admin leaves: the longest-standing member (bob, accepted first) takes over.
@@ -72,7 +72,7 @@ def test_share_download_and_stop(swarm: Swarm) -> None:
     data = make_file(src, 300_000)
 
     assert "5 pieces" in alice.ok(f"upload_file {src} g").text  # 300000 / 64 KiB
-    assert alice.ok("list_files g").out == ["report.pdf\t300000 bytes (293.0 KiB)\t1 online"]
+    assert alice.ok("list_files g").lines == ["report.pdf\t300000 bytes (293.0 KiB)\t1 online"]
     alice.refused(f"upload_file {swarm.tmp}/missing.bin g", "No such file")
     alice.refused(f"upload_file {swarm.tmp} g", "not a regular file")
 
@@ -81,9 +81,9 @@ def test_share_download_and_stop(swarm: Swarm) -> None:
     bob.wait_for(r"download complete: \[g\] report.pdf")
     assert read(os.path.join(out, "report.pdf")) == data
     assert not os.path.exists(os.path.join(out, "report.pdf.part"))
-    assert bob.ok("show_downloads").out == ["[C] [g] report.pdf"]
+    assert bob.ok("show_downloads").lines == ["[C] [g] report.pdf"]
     # The downloaded copy is served at once: the file now has two online holders.
-    assert alice.ok("list_files g").out[0].endswith("2 online")
+    assert alice.ok("list_files g").lines[0].endswith("2 online")
     bob.refused(f"download_file g report.pdf {out}", "already share")
     bob.refused(f"download_file g nothing.txt {swarm.tmp}/x", "no file 'nothing.txt'")
     bob.refused(f"download_file g ../escape {swarm.tmp}/x", "bad file name")
@@ -91,9 +91,9 @@ def test_share_download_and_stop(swarm: Swarm) -> None:
     # Stop sharing: the file stays listed while another member shares it.
     alice.ok("stop_share g report.pdf")
     alice.refused("stop_share g report.pdf", "do not share")
-    assert bob.ok("list_files g").out[0].endswith("1 online")
+    assert bob.ok("list_files g").lines[0].endswith("1 online")
     assert "no one shares it" in bob.ok("stop_share g report.pdf").text
-    assert bob.ok("list_files g").out == ["no files in g"]
+    assert bob.ok("list_files g").lines == ["no files in g"]
 
 
 def test_same_name_other_content_is_refused(swarm: Swarm) -> None:
@@ -118,12 +118,12 @@ def test_logout_and_login_bring_shares_back(swarm: Swarm) -> None:
     make_file(change, 10_000, seed=4)
     alice.ok(f"upload_file {keep} g")
     alice.ok(f"upload_file {change} g")
-    assert sorted(bob.ok("list_files g").out) == [
+    assert sorted(bob.ok("list_files g").lines) == [
         "change.bin\t10000 bytes (9.8 KiB)\t1 online",
         "keep.bin\t10000 bytes (9.8 KiB)\t1 online",
     ]
     alice.ok("logout")
-    assert all(line.endswith("0 online") for line in bob.ok("list_files g").out)
+    assert all(line.endswith("0 online") for line in bob.ok("list_files g").lines)
 
     # The peer process stops; a new one from the same home logs in: shares come back,
     # except the file that changed on disk since it was shared.
@@ -133,8 +133,8 @@ def test_logout_and_login_bring_shares_back(swarm: Swarm) -> None:
     again = PeerProc(swarm.tracker.endpoint, alice.home, name="alice2")
     swarm.procs.append(again)
     r = again.ok("login alice pw-alice")
-    assert any("change.bin" in line and "changed since it was shared" in line for line in r.out)
-    online = dict(line.split("\t")[0::2] for line in bob.ok("list_files g").out)
+    assert any("change.bin" in line and "changed since it was shared" in line for line in r.lines)
+    online = dict(line.split("\t")[0::2] for line in bob.ok("list_files g").lines)
     assert online == {"change.bin": "0 online", "keep.bin": "1 online"}
 
 

@@ -8,7 +8,7 @@ import signal
 import orjson
 import pytest
 import zmq
-from harness import PeerProc, Swarm, make_file, read, wait_until
+from harness import Swarm, make_file, read, wait_until
 
 pytestmark = pytest.mark.slow
 PIECE = 64 * 1024
@@ -34,12 +34,12 @@ def test_tracker_sigkill_restart_keeps_state_and_download_continues(swarm: Swarm
     assert read(f"{swarm.tmp}/out/video.bin") == data
     # Peers stayed logged in and announced again without anyone typing anything.
     wait_until(
-        lambda: seed.run("list_files g").out == ["video.bin\t4194304 bytes (4.0 MiB)\t2 online"],
+        lambda: seed.run("list_files g").lines == ["video.bin\t4194304 bytes (4.0 MiB)\t2 online"],
         what="both holders online again",
     )
     # Every acknowledged change is still there.
-    assert seed.ok("list_requests g").out == ["pending"]
-    assert seed.ok("list_groups").out == ["g\tadmin=seed\tmembers=2\tadmin"]
+    assert seed.ok("list_requests g").lines == ["pending"]
+    assert seed.ok("list_groups").lines == ["g\tadmin=seed\tmembers=2\tadmin"]
     fresh = swarm.peer("late", create=False, login=False)
     fresh.ok("login pending pw-pending")
 
@@ -51,7 +51,7 @@ def test_acknowledged_writes_survive_sigkill(swarm: Swarm) -> None:
     swarm.tracker.kill(signal.SIGKILL)
     swarm.restart_tracker()
     wait_until(lambda: not a.run("list_groups").errors, what="peer back in touch")
-    assert [line.split("\t")[0] for line in a.ok("list_groups").out] == sorted(f"grp{i}" for i in range(20))
+    assert [line.split("\t")[0] for line in a.ok("list_groups").lines] == sorted(f"grp{i}" for i in range(20))
 
 
 def _raw(endpoint: str, frames: list[bytes], timeout: float = 5.0) -> list[bytes] | None:
@@ -105,7 +105,7 @@ def test_seeder_answers_garbage_and_keeps_serving(swarm: Swarm) -> None:
     src = f"{swarm.tmp}/src/f.bin"
     data = make_file(src, 10 * PIECE)
     seed.ok(f"upload_file {src} g")
-    ep = seed.ok("status").out[0].split("serving on ")[1].split(";")[0]
+    ep = seed.ok("status").lines[0].split("serving on ")[1].split(";")[0]
     grant = {"user": "outsider", "group": "g", "file": "f.bin", "exp": 9e9, "mac": "00" * 32}
     bad = [
         ([b"junk"], "bad_frame"),

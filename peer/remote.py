@@ -1,0 +1,142 @@
+"""Driving tracker and peer processes from another program (demos, launch scripts, tests).
+
+A ``ShellProcess`` is a peer started with its shell on a pipe: ``run`` sends one command and
+returns what it printed, up to an ``echo`` marker, so callers never guess how long a command
+takes. Output of both streams is merged in order and collected by a reader thread.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class Process:
+    """A child process whose merged stdout/stderr lines are collected by a reader thread."""
+
+    def __init__(self, argv: list[str], name: str, *, stdin: bool = False, cwd: str | None = None) -> None:
+        self.name = name
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.p = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            cwd=cwd,
+            env=env,
+        )
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.p.stdout is not None
+        for line in self.p.stdout:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float = DEFAULT_TIMEOUT, start: int = 0) -> re.Match[str]:
+        """The first line (from index ``start``) matching ``pattern``; raises TimeoutError."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines[start:]:
+                    m = rx.search(line)
+                    if m:
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.p.poll() is not None and not self._reader.is_alive()):
+                    tail = "\n".join(self.lines[-30:])
+                    raise TimeoutError(f"{self.name}: no line matching {pattern!r} in {timeout}s:\n{tail}")
+                self._cond.wait(min(left, 0.2))
+
+    @property
+    def pid(self) -> int:
+        return self.p.pid
+
+    def alive(self) -> bool:
+        return self.p.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL, timeout: float = 10) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+        try:
+            self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+
+
+class TrackerProcess(Process):
+    def __init__(self, db: str, bind: str = "tcp://127.0.0.1:0", *, cwd: str | None = None) -> None:
+        super().__init__([sys.executable, "-m", "tracker", "--bind", bind, "--db", db], "tracker", cwd=cwd)
+        self.db = db
+        self.endpoint = self.wait_for(r"tracker listening on (tcp://\S+)").group(1)
+
+
+@dataclass
+class Output:
+    lines: list[str]  # everything printed while the command ran, stdout and stderr in order
+
+    @property
+    def errors(self) -> list[str]:
+        return [line for line in self.lines if line.startswith("error: ")]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+class ShellProcess(Process):
+    """A peer whose shell reads commands from a pipe, one at a time."""
+
+    def __init__(
+        self, tracker: str, home: str, *extra: str, name: str = "peer", cwd: str | None = None
+    ) -> None:
+        argv = [sys.executable, "-m", "peer", "--tracker", tracker, "--home", home, *extra]
+        super().__init__(argv, name, stdin=True, cwd=cwd)
+        self.home = home
+        self._marks = 0
+
+    def run(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> Output:
+        """Send one command and collect what it printed."""
+        self._marks += 1
+        marker = f"__done_{self._marks}__"
+        with self._cond:
+            start = len(self.lines)
+        assert self.p.stdin is not None
+        self.p.stdin.write(f"{command}\necho {marker}\n")
+        self.p.stdin.flush()
+        self.wait_for(re.escape(marker), timeout, start)
+        with self._cond:
+            out = self.lines[start:]
+        return Output(out[: out.index(marker)])
+
+    def progress(self, name: str) -> float:
+        """Fraction done of a download, from show_downloads; 1.0 once complete."""
+        for line in self.run("show_downloads").lines:
+            if line.startswith("[C]") and line.endswith(f"] {name}"):
+                return 1.0
+            m = re.match(rf"\[D\] \[\S+\] {re.escape(name)} \d+% \((\d+)/(\d+) pieces", line)
+            if m:
+                return int(m.group(1)) / int(m.group(2))
+        return 0.0
+
+    def finish(self, timeout: float = DEFAULT_TIMEOUT) -> int:
+        """End of script: close stdin and return the exit status."""
+        assert self.p.stdin is not None
+        self.p.stdin.close()
+        return self.p.wait(timeout=timeout)
