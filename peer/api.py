@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from broker.client import ControlClient
+from broker.publish import EventBus
 from broker.sockets import new_context
 from messages import protocol as P
 from messages.errors import Code, LocalError, ProtocolError, RemoteError
@@ -44,6 +45,7 @@ class Peer:
         settings: Settings | None = None,
         upload_limit: float | None = None,
         heartbeat: float = P.HEARTBEAT_INTERVAL,
+        publish_to: str | None = None,
     ) -> None:
         self.tracker = tracker
         self.home = os.path.abspath(home)
@@ -52,6 +54,7 @@ class Peer:
         self.settings = settings or Settings()
         self.ctx = new_context()
         self.library = Library()
+        self.events = EventBus(self.ctx, publish_to)
         self.seed_key = secrets.token_bytes(32)
         self.seeder = Seeder(self.ctx, listen, self.library, self.seed_key, upload_limit)
         self.endpoint = advertise or self.seeder.endpoint.replace("0.0.0.0", "127.0.0.1")
@@ -69,6 +72,7 @@ class Peer:
 
     # --- life cycle -------------------------------------------------------------------------
     def start(self) -> Peer:
+        self.events.start()
         self.seeder.start()
         self.presence.start()
         return self
@@ -85,6 +89,7 @@ class Peer:
             d.join(timeout=5)
         self.presence.stop()
         self.seeder.stop()
+        self.events.stop()
         for client in self._clients:
             client.close()
         self.ctx.term()

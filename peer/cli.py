@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 import zmq
 from rich.console import Console
@@ -48,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--upload-limit", type=parse_size, help="cap on bytes/s served to others")
     ap.add_argument(
         "-c", "--command", action="append", dest="commands", help="run this command (repeatable), then exit"
+    )
+    ap.add_argument("--publish", help="also send progress events to this endpoint (a SUB bound there)")
+    ap.add_argument(
+        "--stay", action="store_true", help="after the commands, keep serving until SIGINT/SIGTERM"
     )
     ap.add_argument("--verbose", "-v", action="store_true", help="log to the console too")
     return ap
@@ -92,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             piece_size=args.piece_size,
             settings=settings,
             upload_limit=args.upload_limit,
+            publish_to=args.publish,
         )
     except zmq.ZMQError as exc:
         err.print(f"error: cannot start peer: {exc}")
@@ -101,10 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Console(highlight=False, soft_wrap=True)
     shell = Shell(peer, out, err, interactive)
     peer.start()
+    code = 130
     try:
         code = shell.run_interactive() if interactive else shell.run_script(args.commands)
+        if args.stay:
+            threading.Event().wait()  # serve until SIGINT/SIGTERM raise KeyboardInterrupt
     except KeyboardInterrupt:
-        code = 130
+        pass
     finally:
         peer.close()
     return code

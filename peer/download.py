@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 import zmq
 
 from broker.client import AsyncControl, ControlClient
+from broker.publish import EventBus
 from messages import protocol as P
 from messages.bitfield import Bitfield
 from messages.errors import Code, LocalError, ProtocolError, TorrentError
+from messages.events import EVENT_INTERVAL, ProgressEvent
 from messages.pipeline import READY, Assignment, Result
 from messages.records import FileMeta, Holder
 
@@ -86,6 +88,8 @@ class Download:
         dest_dir: str,
         settings: Settings,
         on_finish: Callable[[Download], None] | None = None,
+        events: EventBus | None = None,
+        peer_name: str = "",
     ) -> None:
         self.ctx = ctx
         self.tracker = tracker
@@ -95,6 +99,12 @@ class Download:
         self.digests = digests
         self.settings = settings
         self.on_finish = on_finish
+        self.events = events
+        self.peer_name = peer_name
+        self._pub: zmq.Socket | None = None
+        self._last_event = 0.0
+        self._picker: Picker | None = None
+        self._have = Bitfield(meta.num_pieces)  # verified pieces before fetching starts
         self.final = os.path.join(dest_dir, meta.name)
         self.part = self.final + ".part"
         self.key = (meta.group, meta.name)
@@ -127,6 +137,8 @@ class Download:
     # --- the coordinator thread -------------------------------------------------------------
     def _run(self) -> None:
         fd = -1
+        if self.events is not None:
+            self._pub = self.events.publisher()
         try:
             fd = self._open_part()
             if self._status.done != self.meta.num_pieces:
@@ -146,9 +158,47 @@ class Download:
             self._set(finished=time.monotonic())
             if self._status.state != "complete":
                 self.library.remove(self.key)  # partial pieces stay in .part for a resume
+            self._publish(force=True)
+            if self._pub is not None:
+                self._pub.close()
             self.done_event.set()
             if self.on_finish is not None:
                 self.on_finish(self)
+
+    def _publish(self, force: bool = False) -> None:
+        """A progress event for views, at most every EVENT_INTERVAL (always when ``force``)."""
+        now = time.monotonic()
+        if self._pub is None or (not force and now - self._last_event < EVENT_INTERVAL):
+            return
+        self._last_event = now
+        s = self.status()
+        picker = self._picker
+        have = picker.have if picker is not None else self._have
+        flight = Bitfield(self.meta.num_pieces)
+        if picker is not None and s.state == "running":
+            for piece in picker.in_flight:
+                flight.add(piece)
+        event = ProgressEvent(
+            peer=self.peer_name,
+            group=s.group,
+            name=s.name,
+            size=s.size,
+            total=s.total,
+            done=s.done,
+            reused=s.reused,
+            state=s.state,
+            elapsed=s.elapsed,
+            holders=s.from_holders,
+            in_flight=s.in_flight,
+            have=(have or Bitfield(self.meta.num_pieces)).encode(),
+            flight=flight.encode(),
+            error=s.error,
+            note=s.note,
+        )
+        try:
+            self._pub.send_multipart(event.encode(), zmq.NOBLOCK)
+        except zmq.Again:
+            pass
 
     def _set(self, **changes: object) -> None:
         with self._lock:
@@ -203,7 +253,7 @@ class Download:
             link.close()
 
     def _loop(self, fd: int, vent: zmq.Socket, sink: zmq.Socket, link: AsyncControl) -> None:
-        picker = Picker(self._have, max_per_holder=self.settings.max_per_holder)
+        picker = self._picker = Picker(self._have, max_per_holder=self.settings.max_per_holder)
         users: dict[str, str] = {}  # holder id (endpoint) -> user
         grants: dict[str, dict] = {}
         next_refresh = next_progress = 0.0

@@ -11,17 +11,23 @@ from __future__ import annotations
 import shlex
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import zmq
 from rich.console import Console
+from rich.live import Live
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from messages.errors import TorrentError
+from messages.errors import ProtocolError, TorrentError
+from messages.events import ProgressEvent
 
 from .api import Peer
 from .download import Download
 from .format import download_line, finished_line, human_size
+from .view import LiveView
 
 
 @dataclass(frozen=True)
@@ -170,7 +176,21 @@ class Shell:
             self.say(f"{f.name}\t{f.size} bytes ({human_size(f.size)})\t{f.online} online")
 
     def upload_file(self, a: list[str]) -> None:
-        meta, new = self.peer.upload_file(a[0], a[1])
+        if self.interactive:
+            with Progress(
+                TextColumn("hashing"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=self.out,
+                transient=True,
+            ) as bar:
+                task = bar.add_task("hash", total=None)
+                meta, new = self.peer.upload_file(
+                    a[0], a[1], lambda done, total: bar.update(task, completed=done, total=total)
+                )
+        else:
+            meta, new = self.peer.upload_file(a[0], a[1])
         how = "shared" if new else "shared (one more holder)"
         self.say(f"{how} [{meta.group}] {meta.name}: {human_size(meta.size)}, {meta.num_pieces} pieces")
 
@@ -188,6 +208,41 @@ class Shell:
             self.say("no downloads")
         for s in statuses:
             self.say(download_line(s))
+
+    def watch(self, _a: list[str]) -> None:
+        """Live view of running downloads until they end; Ctrl-C leaves the view, not the downloads."""
+        if not self.peer.downloads:
+            self.say("no downloads running")
+            return
+        sub = self.peer.events.subscriber()
+        view = LiveView()
+        try:
+            if self.interactive:
+                with Live(view.render(), console=self.out, refresh_per_second=8, transient=False) as live:
+                    while self._watch_step(sub, view):
+                        live.update(view.render())
+                    live.update(view.render())
+            else:
+                next_print = time.monotonic() + 1.0
+                while self._watch_step(sub, view):
+                    if time.monotonic() >= next_print:
+                        for line in view.plain_lines():
+                            self.say(line)
+                        next_print += 1.0
+        except KeyboardInterrupt:
+            self.say("left the view; downloads go on (show_downloads, watch)")
+        finally:
+            sub.close()
+
+    def _watch_step(self, sub: zmq.Socket, view: LiveView) -> bool:
+        """Take the events that arrived in the last moment; False once no download runs."""
+        if sub.poll(125):
+            while sub.poll(0):
+                try:
+                    view.apply(ProgressEvent.decode(sub.recv_multipart()))
+                except ProtocolError:
+                    continue
+        return bool(self.peer.downloads)
 
     def wait(self, _a: list[str]) -> None:
         ended = self.peer.wait()
@@ -264,6 +319,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "show_downloads": Command((), "[D] running, [C] complete, [F] failed", Shell.show_downloads),
     "stop_share": Command(("<group>", "<file>"), "stop sharing a file", Shell.stop_share),
+    "watch": Command((), "live view of running downloads (Ctrl-C leaves it)", Shell.watch),
     "wait": Command((), "block until running downloads end", Shell.wait),
     "status": Command((), "who you are, where you serve, what you share", Shell.status),
     "echo": Command(("[text]",), "print text (handy in scripts)", Shell.echo),

@@ -1,0 +1,250 @@
+"""The multi-peer demo behind scripts/demo (run that: it sets up the environment first)."""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+
+import zmq
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from messages.errors import ProtocolError  # noqa: E402
+from messages.events import ProgressEvent  # noqa: E402
+from peer.cli import parse_size  # noqa: E402
+from peer.remote import ShellProcess, TrackerProcess  # noqa: E402
+from peer.view import LiveView  # noqa: E402
+
+GROUP = "demo"
+PASSWORD = "demo-pw"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="scripts/demo", description=__doc__)
+    ap.add_argument("--peers", type=int, default=5, help="peer processes (default 5)")
+    ap.add_argument("--seeders", type=int, default=3, help="how many of them share the file (default 3)")
+    ap.add_argument("--size", type=parse_size, default=parse_size("256M"), help="file size (default 256M)")
+    ap.add_argument("--piece-size", default="512K", help="piece size (default 512K)")
+    ap.add_argument("--dir", default=os.path.join(ROOT, "data", "demo"), help="where files and peer homes go")
+    ap.add_argument("--keep", action="store_true", help="leave the swarm running and say how to attach")
+    ap.add_argument(
+        "--timeout", type=float, default=0, help="give up after this many seconds (default: by size)"
+    )
+    # Hidden fault injection, for tests of the demo's own checks.
+    ap.add_argument("--plant-corruption", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--kill-seeders", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.peers < 2 or not 1 <= args.seeders < args.peers:
+        ap.error("need at least 2 peers and 1 <= seeders < peers")
+    return args
+
+
+def source_file(folder: str, size: int) -> str:
+    """The demo's random file, made once per size and reused."""
+    path = os.path.join(folder, f"demo-{size}.bin")
+    if os.path.exists(path) and os.path.getsize(path) == size:
+        return path
+    os.makedirs(folder, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 1 << 24)
+            f.write(os.urandom(n))
+            left -= n
+    os.replace(tmp, path)
+    return path
+
+
+class Demo:
+    def __init__(self, args: argparse.Namespace, console: Console) -> None:
+        self.args = args
+        self.console = console
+        self.run_dir = os.path.join(args.dir, "run")
+        self.procs: list = []
+        self.ctx = zmq.Context()
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.linger = 0
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub.bind("tcp://127.0.0.1:0")
+        self.events_ep = self.sub.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def say(self, text: str) -> None:
+        self.console.print(text, highlight=False)
+
+    def start(self) -> tuple[list[ShellProcess], list[ShellProcess], str]:
+        a = self.args
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        os.makedirs(self.run_dir)
+        src = source_file(a.dir, a.size)
+        tracker = TrackerProcess(os.path.join(self.run_dir, "tracker.db"), cwd=ROOT)
+        self.procs.append(tracker)
+        self.say(f"tracker on {tracker.endpoint} (pid {tracker.pid})")
+        peers = []
+        extra = ["--piece-size", a.piece_size, "--publish", self.events_ep]
+        if a.keep:
+            extra.append("--stay")
+        for i in range(1, a.peers + 1):
+            name = f"peer{i}"
+            p = ShellProcess(tracker.endpoint, os.path.join(self.run_dir, name), *extra, name=name, cwd=ROOT)
+            self.procs.append(p)
+            peers.append(p)
+        for p in peers:
+            self.must(p, f"create_user {p.name} {PASSWORD}")
+            self.must(p, f"login {p.name} {PASSWORD}")
+        admin = peers[0]
+        self.must(admin, f"create_group {GROUP}")
+        for p in peers[1:]:
+            self.must(p, f"join_group {GROUP}")
+            self.must(admin, f"accept_request {GROUP} {p.name}")
+        seeders, downloaders = peers[: a.seeders], peers[a.seeders :]
+        for p in seeders:
+            self.must(p, f"upload_file {src} {GROUP}", timeout=max(60, a.size / 50e6))
+        self.say(f"{len(peers)} peers up; {len(seeders)} share {os.path.basename(src)} ({a.size} bytes)")
+        if a.plant_corruption:  # every seeder serves this same file: now none can give good pieces
+            st = os.stat(src)
+            with open(src, "r+b") as f:
+                f.seek(a.size // 2)
+                f.write(b"\x00corrupted\x00")
+            os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+            self.say("[yellow]planted corruption in the seeders' file[/]")
+        return seeders, downloaders, src
+
+    def must(self, p: ShellProcess, command: str, timeout: float = 30) -> None:
+        out = p.run(command, timeout=timeout)
+        if out.errors:
+            raise RuntimeError(f"{p.name}: {command}: {out.errors[0]}")
+
+    def download(self, seeders: list[ShellProcess], downloaders: list[ShellProcess], src: str) -> dict:
+        name = os.path.basename(src)
+        marks = {p.name: len(p.lines) for p in downloaders}
+        for p in downloaders:
+            self.must(p, f"download_file {GROUP} {name} {os.path.join(self.run_dir, p.name, 'downloads')}")
+        if self.args.kill_seeders:
+            for s in seeders:
+                s.kill()
+            self.say("[yellow]killed every seeder[/]")
+        view = LiveView()
+        deadline = time.monotonic() + (self.args.timeout or max(120.0, self.args.size / 5e6))
+        results: dict[str, str] = {}
+        pattern = re.compile(rf"(download complete: \[{GROUP}\] |error: download of \[{GROUP}\] )")
+
+        def step() -> bool:
+            if self.sub.poll(100):
+                while self.sub.poll(0):
+                    try:
+                        view.apply(ProgressEvent.decode(self.sub.recv_multipart()))
+                    except ProtocolError:
+                        pass
+            for p in downloaders:
+                if p.name not in results:
+                    for line in p.lines[marks[p.name] :]:
+                        if pattern.search(line):
+                            results[p.name] = line
+                    if p.name not in results and not p.alive():
+                        results[p.name] = "error: peer process exited"
+            if time.monotonic() > deadline:
+                for p in downloaders:
+                    results.setdefault(p.name, "error: demo timed out")
+            return len(results) < len(downloaders)
+
+        if self.console.is_terminal:
+            with Live(view.render(), console=self.console, refresh_per_second=8) as live:
+                while step():
+                    live.update(view.render())
+                live.update(view.render())
+        else:
+            next_print = time.monotonic() + 1
+            while step():
+                if time.monotonic() >= next_print:
+                    for line in view.plain_lines():
+                        print(line, flush=True)
+                    next_print += 1
+        return results
+
+    def check(self, downloaders: list[ShellProcess], src: str, results: dict[str, str]) -> bool:
+        table = Table(title="downloads")
+        for col in ("peer", "result", "seconds", "MB/s", "pieces from each holder"):
+            table.add_column(col)
+        ok = True
+        for p in downloaders:
+            line = results[p.name]
+            copy = os.path.join(self.run_dir, p.name, "downloads", os.path.basename(src))
+            m = re.search(r"in ([\d.]+)s, ([\d.]+) MB/s; pieces from ([^;)]+)", line)
+            if line.startswith("download complete") and m and filecmp.cmp(src, copy, shallow=False):
+                table.add_row(p.name, "[green]identical[/]", m.group(1), m.group(2), m.group(3))
+            else:
+                ok = False
+                reason = (
+                    line.removeprefix("error: ")
+                    if not line.startswith("download complete")
+                    else "copy differs"
+                )
+                table.add_row(p.name, f"[red]FAILED[/] {reason}", "-", "-", "-")
+        self.console.print(table)
+        return ok
+
+    def keep_message(self, tracker_ep: str) -> None:
+        pids = " ".join(str(p.pid) for p in self.procs)
+        self.say(
+            f"\nThe swarm keeps running (pids {pids}).\n"
+            f"Attach a shell:  scripts/peer --tracker {tracker_ep} --home {self.run_dir}/attach\n"
+            f"  then:          login peer1 {PASSWORD}   (peer1 is the admin of group {GROUP!r})\n"
+            f"Stop it:         kill {pids}"
+        )
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if isinstance(p, ShellProcess) and p.alive():
+                try:
+                    p.finish(timeout=5)
+                except Exception:  # noqa: BLE001  (whatever happened, it is killed next)
+                    pass
+        for p in self.procs:
+            if p.alive():
+                p.kill(signal.SIGTERM, timeout=5)
+        self.sub.close()
+        self.ctx.term()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    demo = Demo(args, console)
+    keep = False
+    try:
+        seeders, downloaders, src = demo.start()
+        t0 = time.monotonic()
+        results = demo.download(seeders, downloaders, src)
+        ok = demo.check(downloaders, src, results)
+        console.print(
+            f"{len(downloaders)} downloads in {time.monotonic() - t0:.1f}s: "
+            + ("[green]all verified[/]" if ok else "[red]CHECK FAILED[/]")
+        )
+        if args.keep and ok:
+            keep = True
+            demo.keep_message(demo.procs[0].endpoint)
+        return 0 if ok else 1
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted; stopping the swarm[/]")
+        return 130
+    except (RuntimeError, TimeoutError) as exc:
+        console.print(f"[red]demo failed:[/] {exc}")
+        return 1
+    finally:
+        if not keep:
+            demo.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

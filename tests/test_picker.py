@@ -1,0 +1,359 @@
+"""Unit tests for peer.picker.Picker: pure piece selection, driven with an explicit clock."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from messages.bitfield import Bitfield
+from peer.picker import Picker
+
+SEEDS = range(8)
+
+
+def make(num: int, holders: dict[str, set[int] | None], seed: int = 0, **kw: object) -> Picker:
+    """A picker for ``num`` pieces; each holder is complete (None) or has the given pieces."""
+    p = Picker(Bitfield(num), rng=random.Random(seed), **kw)  # type: ignore[arg-type]
+    for hid, have in holders.items():
+        p.update_holder(hid, None if have is None else Bitfield.from_indices(num, have))
+    return p
+
+
+def drain(p: Picker, now: float = 0.0) -> list[tuple[int, str]]:
+    """Assign until the picker says nothing more can be asked now."""
+    out = []
+    while (choice := p.assign(now)) is not None:
+        out.append(choice)
+        assert len(out) < 10_000
+    return out
+
+
+# --- rarity and load ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_rarest_piece_first(seed: int) -> None:
+    # Piece 3 is held by A only; pieces 0-2 by A, B and C.
+    p = make(4, {"A": None, "B": {0, 1, 2}, "C": {0, 1, 2}}, seed=seed)
+    assert p.assign(0) == (3, "A")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_pieces_come_out_in_rarity_order(seed: int) -> None:
+    # counts: piece 0 -> 1 holder, 1 -> 2 holders, 2 and 3 -> 3 holders
+    holders: dict[str, set[int] | None] = {"A": {0, 1, 2, 3}, "B": {1, 2, 3}, "C": {2, 3}}
+    p = make(4, holders, seed=seed, max_per_holder=10)
+    order = [piece for piece, _ in drain(p)]
+    assert order[:2] == [0, 1]
+    assert sorted(order[2:]) == [2, 3]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_least_loaded_holder_that_has_the_piece(seed: int) -> None:
+    # Pieces 1-3 only A has (rarer), so A takes them first; then piece 0 goes to the idle B.
+    p = make(4, {"A": None, "B": {0}}, seed=seed, max_per_holder=4)
+    first = [p.assign(0) for _ in range(3)]
+    assert sorted(first) == [(1, "A"), (2, "A"), (3, "A")]
+    assert p.assign(0) == (0, "B")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_in_flight_load_is_spread_between_equal_holders(seed: int) -> None:
+    p = make(20, {"A": None, "B": None, "C": None}, seed=seed, max_per_holder=4)
+    load: Counter[str] = Counter()
+    while (choice := p.assign(0)) is not None:
+        load[choice[1]] += 1
+        # Each new request goes to a holder with the fewest in flight.
+        assert max(load["A"], load["B"], load["C"]) - min(load["A"], load["B"], load["C"]) <= 1
+    assert load == {"A": 4, "B": 4, "C": 4}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_ties_spread_evenly_over_a_whole_download(seed: int) -> None:
+    p = make(30, {"A": None, "B": None, "C": None}, seed=seed)
+    served: Counter[str] = Counter()
+    pieces = []
+    while (choice := p.assign(0)) is not None:
+        piece, hid = choice
+        assert p.done(piece, hid) is True
+        served[hid] += 1
+        pieces.append(piece)
+    assert p.complete
+    assert sorted(pieces) == list(range(30))
+    assert set(served) == {"A", "B", "C"}
+    assert all(9 <= n <= 11 for n in served.values()), served
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_tie_break_differs_between_seeds(seed: int) -> None:
+    # Equal-rarity pieces come out in a seed-dependent order, so downloaders spread out.
+    orders = set()
+    for s in range(seed, seed + 6):
+        p = make(16, {"A": None}, seed=s, max_per_holder=16)
+        orders.add(tuple(piece for piece, _ in drain(p)))
+    assert len(orders) > 1
+
+
+# --- capacity -------------------------------------------------------------------------------
+
+
+def test_max_per_holder_is_respected() -> None:
+    p = make(30, {"A": None, "B": None, "C": None}, max_per_holder=2)
+    first = drain(p)
+    assert len(first) == 6
+    assert Counter(h for _, h in first) == {"A": 2, "B": 2, "C": 2}
+    assert len({piece for piece, _ in first}) == 6
+    assert p.assign(0) is None
+    # Completing one frees exactly one slot on that holder.
+    piece, hid = first[0]
+    p.done(piece, hid)
+    nxt = p.assign(0)
+    assert nxt is not None
+    assert nxt[1] == hid
+    assert p.assign(0) is None
+
+
+def test_no_holders_means_nothing_to_assign() -> None:
+    p = make(5, {})
+    assert p.assign(0) is None
+    assert p.unavailable() == [0, 1, 2, 3, 4]
+
+
+def test_pieces_we_already_have_are_never_assigned() -> None:
+    have = Bitfield.from_indices(10, [0, 2, 4, 6, 8])
+    p = Picker(have, rng=random.Random(1), max_per_holder=100)
+    p.update_holder("A", None)
+    p.update_holder("B", None)
+    got = drain(p)
+    assigned = [piece for piece, _ in got]
+    assert sorted(assigned) == [1, 3, 5, 7, 9]
+    assert not p.complete
+    # Nothing left to duplicate either: every copy in flight is of a piece we lack.
+    assert set(p.in_flight) == set(assigned)
+
+
+def test_picker_copies_the_callers_bitfield() -> None:
+    have = Bitfield(3)
+    p = Picker(have, rng=random.Random(0))
+    p.update_holder("A", None)
+    piece, hid = p.assign(0)  # type: ignore[misc]
+    p.done(piece, hid)
+    assert len(have) == 0
+    assert len(p.have) == 1
+
+
+# --- failures -------------------------------------------------------------------------------
+
+
+def test_failed_returns_piece_and_backs_the_holder_off() -> None:
+    p = make(1, {"A": None, "B": None}, seed=3)
+    piece, first = p.assign(0.0)  # type: ignore[misc]
+    other = "B" if first == "A" else "A"
+    p.failed(piece, first, now=10.0)
+    assert p.in_flight == {}
+    # The piece is back in the pool and goes to the other holder.
+    assert p.assign(10.0) == (piece, other)
+
+
+def test_backed_off_holder_is_not_assigned_until_backoff_passes() -> None:
+    p = make(3, {"A": None}, seed=0)
+    piece, _ = p.assign(10.0)  # type: ignore[misc]
+    p.failed(piece, "A", now=10.0)
+    until = p.holders["A"].backoff_until
+    assert until > 10.0
+    assert p.assign(10.0) is None
+    assert p.assign((10.0 + until) / 2) is None
+    assert p.assign(until) is not None
+
+
+def test_backoff_grows_with_repeated_failures_and_is_capped() -> None:
+    p = make(1, {"A": None}, max_backoff=2.0)
+    waits = []
+    now = 0.0
+    for _ in range(6):
+        piece, hid = p.assign(now)  # type: ignore[misc]
+        p.failed(piece, hid, now)
+        waits.append(p.holders[hid].backoff_until - now)
+        now = p.holders[hid].backoff_until
+    assert waits[0] < waits[1] < waits[2]
+    assert max(waits) == 2.0
+    # A success resets the failure count.
+    piece, hid = p.assign(now)  # type: ignore[misc]
+    p.done(piece, hid)
+    assert p.holders["A"].failures == 0
+
+
+def test_banned_holder_is_never_assigned_again() -> None:
+    p = make(4, {"A": None, "B": {0, 1}}, seed=2, max_per_holder=10)
+    # A is the only holder of 2 and 3, so it is asked first.
+    piece, hid = p.assign(0)  # type: ignore[misc]
+    assert hid == "A"
+    assert piece in (2, 3)
+    p.failed(piece, "A", now=0, ban=True)
+    later = drain(p, now=1e9)
+    assert later
+    assert all(h == "B" for _, h in later)
+    assert sorted(pc for pc, _ in later) == [0, 1]
+    assert p.unavailable() == [2, 3]
+
+
+def test_unavailable_ignores_holders_in_backoff_but_not_banned_ones() -> None:
+    p = make(3, {"A": None, "B": {0}})
+    assert p.unavailable() == []
+    piece, hid = p.assign(0)  # type: ignore[misc]
+    p.failed(piece, hid, now=0)  # backoff only: still a usable holder later
+    assert p.unavailable() == []
+
+
+def test_remove_holder_returns_in_flight_pieces_which_go_to_others() -> None:
+    p = make(10, {"A": None, "B": None}, seed=4, max_per_holder=3)
+    first = drain(p)
+    a_pieces = sorted(pc for pc, h in first if h == "A")
+    assert len(a_pieces) == 3
+    assert p.remove_holder("A") == a_pieces
+    assert "A" not in p.holders
+    assert p.remove_holder("A") == []
+    assert all(pc not in p.in_flight for pc in a_pieces)
+    assert p.pending_count() == 7
+    for pc, h in first:
+        if h == "B":
+            p.done(pc, h)
+    p.update_holder("C", None)
+    # Run the rest of the download: A's lost pieces are fetched from B and C.
+    later = []
+    while (choice := p.assign(0)) is not None:
+        later.append(choice)
+        p.done(*choice)
+    assert p.complete
+    assert {h for _, h in later} == {"B", "C"}
+    assert set(a_pieces) <= {pc for pc, _ in later}
+    assert len(later) == 7
+
+
+def test_holder_appearing_later_gets_assignments() -> None:
+    p = make(6, {"A": None}, max_per_holder=2)
+    assert len(drain(p)) == 2
+    p.update_holder("B", None)
+    later = drain(p)
+    assert [h for _, h in later] == ["B", "B"]
+
+
+def test_partial_holder_is_asked_only_for_its_pieces_then_for_new_ones() -> None:
+    p = make(6, {"B": {1, 4}}, max_per_holder=10)
+    first = drain(p)
+    assert sorted(first) == [(1, "B"), (4, "B")]
+    p.update_holder("B", Bitfield.from_indices(6, {1, 2, 4, 5}))
+    second = drain(p)
+    assert sorted(second) == [(2, "B"), (5, "B")]
+    assert p.unavailable() == [0, 3]
+
+
+def test_update_holder_keeps_its_own_copy_of_the_bitfield() -> None:
+    have = Bitfield.from_indices(4, {0})
+    p = Picker(Bitfield(4), rng=random.Random(0), max_per_holder=10)
+    p.update_holder("B", have)
+    have.add(1)
+    have.add(2)
+    assert drain(p) == [(0, "B")]
+
+
+# --- endgame --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_endgame_duplicates_in_flight_piece_to_idle_holder(seed: int) -> None:
+    p = make(2, {"A": None, "B": None, "C": None}, seed=seed, max_per_holder=1)
+    a = p.assign(0)
+    b = p.assign(0)
+    assert a is not None
+    assert b is not None
+    assert {a[0], b[0]} == {0, 1}
+    # Every missing piece is in flight; the idle holder gets a duplicate.
+    dup = p.assign(0)
+    assert dup is not None
+    busy = {a[1], b[1]}
+    assert dup[1] not in busy
+    original = a if a[0] == dup[0] else b
+    assert original[1] != dup[1]
+    assert p.in_flight[dup[0]] == {original[1], dup[1]}
+    assert p.assign(0) is None  # everyone busy
+    assert p.done(dup[0], dup[1]) is True
+    assert p.done(*original) is False  # the copy that came second is a duplicate
+    other = b if original is a else a
+    assert not p.complete
+    assert p.done(*other) is True
+    assert p.complete
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_endgame_at_most_one_duplicate_per_piece(seed: int) -> None:
+    p = make(1, {"A": None, "B": None, "C": None, "D": None}, seed=seed, max_per_holder=1)
+    first = p.assign(0)
+    second = p.assign(0)
+    assert first is not None
+    assert second is not None
+    assert first[0] == second[0] == 0
+    assert first[1] != second[1]
+    assert p.assign(0) is None  # C and D stay idle
+    assert len(p.in_flight[0]) == 2
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_no_endgame_while_pieces_are_still_pending(seed: int) -> None:
+    # Pieces 1 and 2 only A has; piece 0 B and C have too.
+    p = make(3, {"A": None, "B": {0}, "C": {0}}, seed=seed, max_per_holder=1)
+    first = p.assign(0)
+    second = p.assign(0)
+    assert first is not None
+    assert first[0] in (1, 2)
+    assert first[1] == "A"
+    assert second is not None
+    assert second[0] == 0
+    assert second[1] in ("B", "C")
+    # The third piece is still pending (its only holder is busy): the idle one of B/C must
+    # not take a duplicate of piece 0 yet.
+    assert p.pending_count() == 1
+    assert p.assign(0) is None
+
+
+@pytest.mark.xfail(
+    reason="peer/picker.py:118 _endgame considers every in_flight piece with one asker, including "
+    "pieces already completed through the other copy, so an idle holder is re-asked for a piece "
+    "we already have",
+    strict=True,
+)
+def test_endgame_never_duplicates_a_piece_we_already_have() -> None:
+    p = make(2, {"A": None, "B": None, "C": None}, seed=1, max_per_holder=1)
+    a, b, dup = p.assign(0), p.assign(0), p.assign(0)
+    assert a is not None
+    assert b is not None
+    assert dup is not None
+    original = a if a[0] == dup[0] else b
+    # The first copy of the duplicated piece arrives; the other copy is still in flight.
+    assert p.done(*original) is True
+    nxt = p.assign(0)
+    assert nxt is None or nxt[0] not in p.have, f"re-assigned piece {nxt} we already have"
+
+
+def test_complete_after_all_pieces_done() -> None:
+    p = make(5, {"A": None}, max_per_holder=5)
+    got = drain(p)
+    assert len(got) == 5
+    for i, (piece, hid) in enumerate(got):
+        assert not p.complete
+        assert p.done(piece, hid) is True
+        assert len(p.have) == i + 1
+    assert p.complete
+    assert p.assign(0) is None
+    assert p.pending_count() == 0
+
+
+def test_empty_picker_is_complete_immediately() -> None:
+    p = Picker(Bitfield(0))
+    assert p.complete
+    p.update_holder("A", None)
+    assert p.assign(0) is None
+    assert p.unavailable() == []
+    assert p.pending_count() == 0
