@@ -40,6 +40,8 @@ class Bitfield:
 
     def add(self, i: int) -> bool:
         """Set bit i; returns True when it was not set before."""
+        if not 0 <= i < self.size:
+            raise IndexError(f"piece {i} out of range 0..{self.size - 1}")
         byte, mask = i >> 3, 0x80 >> (i & 7)
         if self._bits[byte] & mask:
             return False

@@ -32,5 +32,5 @@ def check_grant(key: bytes, grant: Grant, group: str, file: str, now: float | No
     if grant.exp < (time.time() if now is None else now):
         raise ProtocolError(Code.BAD_GRANT, "grant expired")
     expected = _mac(key, grant.user, grant.group, grant.file, grant.exp)
-    if not hmac.compare_digest(expected, grant.mac):
+    if not hmac.compare_digest(expected.encode(), grant.mac.encode("utf-8", "replace")):
         raise ProtocolError(Code.BAD_GRANT, "grant signature does not match")

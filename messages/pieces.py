@@ -86,6 +86,8 @@ def decode_piece_reply(frames: list[Any]) -> PieceReply:
         raise ProtocolError(Code.BAD_JSON, "piece reply without a piece index")
     if h.get("ok") is True and len(frames) == 3:
         return PieceReply(id=req_id, piece=piece, payload=frames[2])
-    err = h.get("error") or {}
+    err = h.get("error")
+    if not isinstance(err, dict):
+        raise ProtocolError(Code.BAD_FRAME, "piece reply with neither payload nor error")
     code, message = err.get("code", Code.BAD_FRAME), err.get("message", "malformed piece reply")
     return PieceReply(id=req_id, piece=piece, error=RemoteError(str(code), str(message)))

@@ -312,16 +312,20 @@ class Download:
                 continue
             missing = picker.unavailable()
             if missing and answered_since_stall >= 2 and now - stalled_since > NO_HOLDER_GRACE:
-                shown = ", ".join(map(str, missing[:8])) + (" ..." if len(missing) > 8 else "")
-                raise LocalError(
-                    Code.NO_HOLDERS,
-                    f"no online peer holds {len(missing)} of {self.meta.num_pieces} pieces ({shown}); "
-                    f"partial file kept at {self.part}",
-                )
+                raise LocalError(Code.NO_HOLDERS, self._unavailable_message(picker, missing, users))
             if now - last_answer > TRACKER_GRACE:
                 raise LocalError(
                     Code.TIMEOUT, f"tracker unreachable for {TRACKER_GRACE:.0f}s; partial file kept"
                 )
+
+    def _unavailable_message(self, picker: Picker, missing: list[int], users: dict[str, str]) -> str:
+        shown = ", ".join(map(str, missing[:8])) + (" ..." if len(missing) > 8 else "")
+        banned = sorted(users.get(h.id, h.id) for h in picker.holders.values() if h.banned)
+        why = f"; dropped for bad data: {', '.join(banned)}" if banned else ""
+        return (
+            f"no online peer holds {len(missing)} of {self.meta.num_pieces} pieces ({shown}){why}; "
+            f"partial file kept at {self.part}"
+        )
 
     def _apply_holders(
         self, picker: Picker, wire: list, users: dict[str, str], grants: dict[str, dict]

@@ -116,7 +116,7 @@ class Picker:
             return None
         idle = [h for h in ready if h.load == 0]
         for piece, asked in sorted(self.in_flight.items()):
-            if len(asked) == 1:
+            if len(asked) == 1 and piece not in self.have:
                 candidates = [h for h in idle if h.id not in asked and h.has(piece)]
                 if candidates:
                     return piece, self._least_loaded(candidates)

@@ -95,6 +95,9 @@ class Seeder:
             payload = self._read(served, req.piece)
         except TorrentError as exc:
             return encode_piece_error(req_id, piece, exc)
+        except Exception:  # a bug must cost one request, never the seeder
+            log.exception("seeder failed on a request")
+            return encode_piece_error(req_id, piece, ProtocolError(Code.INTERNAL, "seeder internal error"))
         if self.limit is not None:
             self.limit.spend(len(payload))
         self.served_pieces += 1

@@ -14,6 +14,7 @@ import time
 import zmq
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -108,15 +109,21 @@ class Demo:
             self.must(p, f"join_group {GROUP}")
             self.must(admin, f"accept_request {GROUP} {p.name}")
         seeders, downloaders = peers[: a.seeders], peers[a.seeders :]
+        shared = src
+        if a.plant_corruption:  # seeders share a copy; the copies downloaded are checked against src
+            shared = os.path.join(self.run_dir, os.path.basename(src))
+            shutil.copyfile(src, shared)
         for p in seeders:
-            self.must(p, f"upload_file {src} {GROUP}", timeout=max(60, a.size / 50e6))
+            self.must(p, f"upload_file {shared} {GROUP}", timeout=max(60, a.size / 50e6))
         self.say(f"{len(peers)} peers up; {len(seeders)} share {os.path.basename(src)} ({a.size} bytes)")
-        if a.plant_corruption:  # every seeder serves this same file: now none can give good pieces
-            st = os.stat(src)
-            with open(src, "r+b") as f:
+        if a.plant_corruption:  # every seeder serves this one file: none can give good pieces
+            st = os.stat(shared)
+            with open(shared, "r+b") as f:
                 f.seek(a.size // 2)
-                f.write(b"\x00corrupted\x00")
-            os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+                original = f.read(16)
+                f.seek(a.size // 2)
+                f.write(bytes(b ^ 0xFF for b in original))
+            os.utime(shared, ns=(st.st_atime_ns, st.st_mtime_ns))
             self.say("[yellow]planted corruption in the seeders' file[/]")
         return seeders, downloaders, src
 
@@ -190,7 +197,7 @@ class Demo:
                     if not line.startswith("download complete")
                     else "copy differs"
                 )
-                table.add_row(p.name, f"[red]FAILED[/] {reason}", "-", "-", "-")
+                table.add_row(p.name, f"[red]FAILED[/] {escape(reason)}", "-", "-", "-")
         self.console.print(table)
         return ok
 
@@ -220,6 +227,8 @@ class Demo:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # logs: keep table rows on one line
     demo = Demo(args, console)
     keep = False
     try:

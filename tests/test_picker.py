@@ -318,12 +318,6 @@ def test_no_endgame_while_pieces_are_still_pending(seed: int) -> None:
     assert p.assign(0) is None
 
 
-@pytest.mark.xfail(
-    reason="peer/picker.py:118 _endgame considers every in_flight piece with one asker, including "
-    "pieces already completed through the other copy, so an idle holder is re-asked for a piece "
-    "we already have",
-    strict=True,
-)
 def test_endgame_never_duplicates_a_piece_we_already_have() -> None:
     p = make(2, {"A": None, "B": None, "C": None}, seed=1, max_per_holder=1)
     a, b, dup = p.assign(0), p.assign(0), p.assign(0)
