@@ -84,8 +84,13 @@ def decode_piece_reply(frames: list[Any]) -> PieceReply:
     piece = h.get("p")
     if not isinstance(piece, int) or isinstance(piece, bool):
         raise ProtocolError(Code.BAD_JSON, "piece reply without a piece index")
-    if h.get("ok") is True and len(frames) == 3:
-        return PieceReply(id=req_id, piece=piece, payload=frames[2])
+    if h.get("ok") is True:
+        if len(frames) == 3:
+            return PieceReply(id=req_id, piece=piece, payload=frames[2])
+        # Answer the request as failed now rather than let it run into its timeout.
+        return PieceReply(
+            id=req_id, piece=piece, error=RemoteError(Code.BAD_FRAME, "piece reply without payload")
+        )
     err = h.get("error")
     if not isinstance(err, dict):
         raise ProtocolError(Code.BAD_FRAME, "piece reply with neither payload nor error")

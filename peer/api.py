@@ -277,6 +277,8 @@ class Peer:
             dest_dir,
             self.settings,
             on_finish=self._download_ended,
+            events=self.events,
+            peer_name=self.user or "",
         )
         self.downloads[key] = d
         d.start()

@@ -303,6 +303,7 @@ class Download:
                 in_flight=len(picker.in_flight),
                 holders=sum(1 for h in picker.holders.values() if not h.banned),
             )
+            self._publish()
             # Starvation: nothing in flight and nothing we may ask for.
             if picker.in_flight or picker.complete:
                 stalled_since = None
