@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import orjson
 import pytest
 from harness import ROOT
 
@@ -52,3 +53,31 @@ def test_demo_fails_when_every_holder_is_killed(tmp_path) -> None:
     r = run_demo(tmp_path, "--kill-seeders")
     assert r.returncode != 0
     assert "CHECK FAILED" in r.stdout
+
+
+def test_swarm_start_attach_and_stop(tmp_path) -> None:
+    swarm_dir = str(tmp_path / "swarm")
+    script = os.path.join(ROOT, "scripts", "swarm.py")
+
+    def swarm(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, script, *args, "--dir", swarm_dir]
+        return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+    started = swarm("start", "--peers", "3")
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        with open(os.path.join(swarm_dir, "swarm.json"), "rb") as f:
+            record = orjson.loads(f.read())
+        pids = [record["tracker"]["pid"]] + [p["pid"] for p in record["peers"]]
+        assert all(os.path.exists(f"/proc/{pid}") for pid in pids)
+        # Attach from another "terminal": a one-shot shell as the admin sees all three members.
+        tracker = record["tracker"]["endpoint"]
+        argv = [sys.executable, "-m", "peer", "--tracker", tracker, "--home", str(tmp_path / "me")]
+        argv += ["-c", "login peer1 pw", "-c", "list_groups"]
+        attached = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert attached.returncode == 0, attached.stderr
+        assert "swarm\tadmin=peer1\tmembers=3\tadmin" in attached.stdout
+    finally:
+        stopped = swarm("stop")
+    assert stopped.returncode == 0 and "stopped 4 processes" in stopped.stdout
+    assert processes_mentioning(swarm_dir) == []
