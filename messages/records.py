@@ -82,7 +82,7 @@ class FileMeta(Record):
     name: str
     size: int
     piece_size: int
-    sha256: str
+    root: str  # SHA-256 of the concatenated piece digests: one check covers the whole file
 
     @property
     def num_pieces(self) -> int:

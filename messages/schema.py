@@ -102,7 +102,7 @@ OPS: dict[str, tuple[bool, dict[str, Validator], bool]] = {
     P.OP_FILE_INFO: (True, _GF, False),
     P.OP_SHARE_FILE: (
         True,
-        {**_GF, "size": _size, "piece_size": _piece_size, "sha256": _hex64},
+        {**_GF, "size": _size, "piece_size": _piece_size, "root": _hex64},
         True,
     ),
     P.OP_STOP_SHARE: (True, _GF, False),

@@ -229,11 +229,11 @@ class Peer:
             if exc.code != Code.NO_SUCH_FILE:
                 raise
         try:
-            size, sha, digests = hash_file(path, piece_size, progress)
+            size, root, digests = hash_file(path, piece_size, progress)
         except OSError as exc:
             raise LocalError(Code.IO_ERROR, f"cannot read {path}: {exc.strerror}") from None
-        meta = FileMeta(group=group, name=name, size=size, piece_size=piece_size, sha256=sha)
-        args = {"group": group, "file": name, "size": size, "piece_size": piece_size, "sha256": sha}
+        meta = FileMeta(group=group, name=name, size=size, piece_size=piece_size, root=root)
+        args = {"group": group, "file": name, "size": size, "piece_size": piece_size, "root": root}
         new = self._call(P.OP_SHARE_FILE, args, blob=digests).unwrap()["new"]
         self.library.add_complete(meta, path, digests)
         return meta, new

@@ -32,7 +32,7 @@ from messages.pipeline import READY, Assignment, Result
 from messages.records import FileMeta, Holder
 
 from .fetcher import Fetcher
-from .hashing import file_sha256, verify_existing
+from .hashing import root_hash, verify_existing
 from .library import Library
 from .picker import Picker
 
@@ -364,10 +364,14 @@ class Download:
             self._status.from_holders[user] = self._status.from_holders.get(user, 0) + 1
         return True
 
+    def _all_verified(self) -> bool:
+        return (self._picker.have if self._picker is not None else self._have).complete
+
     def _finish(self, fd: int) -> None:
         os.fsync(fd)
-        if file_sha256(fd, self.meta.size) != self.meta.sha256:
-            raise LocalError(Code.DOWNLOAD_FAILED, "every piece verified but the whole-file SHA-256 differs")
+        # Every piece matched its digest; the digests match the root the uploader registered.
+        if root_hash(self.digests) != self.meta.root or not self._all_verified():
+            raise LocalError(Code.DOWNLOAD_FAILED, "piece digests do not match the file's root hash")
         if os.path.exists(self.final):
             raise LocalError(
                 Code.BAD_PATH, f"{self.final} appeared meanwhile; the download is in {self.part}"
@@ -384,7 +388,7 @@ class Download:
                 "file": self.meta.name,
                 "size": self.meta.size,
                 "piece_size": self.meta.piece_size,
-                "sha256": self.meta.sha256,
+                "root": self.meta.root,
             }
             client.call(P.OP_SHARE_FILE, args, token=token, blob=self.digests).unwrap()
         except TorrentError as exc:

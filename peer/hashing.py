@@ -17,8 +17,11 @@ Progress = Callable[[int, int], None]  # (bytes done, total)
 
 
 def hash_file(path: str, piece_size: int, progress: Progress | None = None) -> tuple[int, str, bytes]:
-    """(size, whole-file SHA-256 hex, concatenated piece digests) of the file at ``path``."""
-    whole = hashlib.sha256()
+    """(size, root hash hex, concatenated piece digests) of the file at ``path``.
+
+    The root is the SHA-256 of the digests: a downloader that verified every piece and the root
+    has verified the whole file, without hashing its bytes a second time.
+    """
     digests = bytearray()
     buf = bytearray(piece_size)
     view = memoryview(buf)
@@ -29,13 +32,15 @@ def hash_file(path: str, piece_size: int, progress: Progress | None = None) -> t
             n = f.readinto(buf)
             if not n:
                 break
-            chunk = view[:n]
-            whole.update(chunk)
-            digests += hashlib.sha256(chunk).digest()
+            digests += hashlib.sha256(view[:n]).digest()
             done += n
             if progress is not None:
                 progress(done, size)
-    return done, whole.hexdigest(), bytes(digests)
+    return done, root_hash(bytes(digests)), bytes(digests)
+
+
+def root_hash(digests: bytes) -> str:
+    return hashlib.sha256(digests).hexdigest()
 
 
 def digest_at(digests: bytes, index: int) -> bytes:
@@ -56,17 +61,3 @@ def verify_existing(fd: int, size: int, piece_size: int, digests: bytes) -> Bitf
         if len(data) == length and hashlib.sha256(data).digest() == digest_at(digests, i):
             have.add(i)
     return have
-
-
-def file_sha256(fd: int, size: int, block: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    buf = bytearray(block)
-    view = memoryview(buf)
-    offset = 0
-    while offset < size:
-        n = os.preadv(fd, [view[: min(block, size - offset)]], offset)
-        if n <= 0:
-            break
-        h.update(view[:n])
-        offset += n
-    return h.hexdigest()

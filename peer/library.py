@@ -110,7 +110,7 @@ class Library:
 
     @staticmethod
     def _digest_path(folder: str, meta: FileMeta) -> str:
-        return os.path.join(folder, "digests", f"{meta.sha256}-{meta.piece_size}.bin")
+        return os.path.join(folder, "digests", f"{meta.root}-{meta.piece_size}.bin")
 
     # --- changes --------------------------------------------------------------------------
     def add_complete(self, meta: FileMeta, path: str, digests: bytes) -> None:

@@ -48,7 +48,7 @@ DIGESTS = hashlib.sha256(b"piece").digest() * 2
 
 
 def share_args(**over: Any) -> dict[str, Any]:
-    args = {"group": "films", "file": "movie.mkv", "size": 40_000, "piece_size": 32_768, "sha256": HEX64}
+    args = {"group": "films", "file": "movie.mkv", "size": 40_000, "piece_size": 32_768, "root": HEX64}
     args.update(over)
     return args
 
@@ -300,9 +300,9 @@ def test_wrong_typed_argument_is_bad_args(op: str, args: dict[str, Any]) -> None
         {"piece_size": P.MIN_PIECE_SIZE - 1},
         {"piece_size": P.MAX_PIECE_SIZE + 1},
         {"piece_size": "32768"},
-        {"sha256": "ab" * 31},
-        {"sha256": "zz" * 32},
-        {"sha256": 5},
+        {"root": "ab" * 31},
+        {"root": "zz" * 32},
+        {"root": 5},
     ],
 )
 def test_share_file_argument_checks(over: dict[str, Any]) -> None:
@@ -654,7 +654,7 @@ def test_records_round_trip() -> None:
     records = [
         GroupEntry(name="films", admin="alice", members=3, role="admin"),
         FileEntry(name="a.mkv", size=10, online=1, sharers=2),
-        FileMeta(group="films", name="a.mkv", size=10, piece_size=16384, sha256=HEX64),
+        FileMeta(group="films", name="a.mkv", size=10, piece_size=16384, root=HEX64),
         Holder(user="bob", endpoint="tcp://h:1", have="gA==", grant={"user": "bob"}),
         Heartbeat(epoch="e1", online=True),
         LeaveResult(group_deleted=False, new_admin="bob", files_removed=["a", "b"]),
@@ -715,7 +715,7 @@ def test_from_wire_accepts_int_for_float_and_ignores_unknown_keys() -> None:
     ],
 )
 def test_file_meta_pieces(size: int, piece_size: int, pieces: int, lengths: list[int]) -> None:
-    meta = FileMeta(group="g", name="f", size=size, piece_size=piece_size, sha256=HEX64)
+    meta = FileMeta(group="g", name="f", size=size, piece_size=piece_size, root=HEX64)
     assert meta.num_pieces == pieces
     assert [meta.piece_len(i) for i in range(meta.num_pieces)] == lengths
     assert sum(lengths) == size

@@ -125,7 +125,7 @@ def share_file(ctx: Context, req: Request) -> Reply:
     th, user = _session(ctx, req)
     a = req.args
     meta = FileMeta(
-        group=a["group"], name=a["file"], size=a["size"], piece_size=a["piece_size"], sha256=a["sha256"]
+        group=a["group"], name=a["file"], size=a["size"], piece_size=a["piece_size"], root=a["root"]
     )
     new = ctx.state.share_file(user, meta, req.blob or b"")
     ctx.presence.serve(th, (meta.group, meta.name), None)

@@ -164,6 +164,8 @@ class State:
             raise RemoteError(Code.BAD_ARGS, f"more than {MAX_PIECES} pieces; use a larger piece size")
         if len(hashes) != meta.num_pieces * DIGEST_SIZE:
             raise RemoteError(Code.BAD_ARGS, f"expected {meta.num_pieces} piece digests")
+        if hashlib.sha256(hashes).hexdigest() != meta.root:
+            raise RemoteError(Code.BAD_ARGS, "root hash does not match the piece digests")
         existing = self.file(meta.group, meta.name)
         if existing is not None:
             same = existing.meta == meta and existing.hashes == hashes
@@ -175,7 +177,7 @@ class State:
         else:
             self.db.execute(
                 "INSERT INTO files VALUES (?,?,?,?,?,?,?)",
-                (meta.group, meta.name, meta.size, meta.piece_size, meta.sha256, hashes, time.time()),
+                (meta.group, meta.name, meta.size, meta.piece_size, meta.root, hashes, time.time()),
             )
         self.db.execute("INSERT OR IGNORE INTO shares VALUES (?,?,?)", (meta.group, meta.name, user))
         return existing is None
@@ -189,11 +191,11 @@ class State:
 
     def file(self, group: str, name: str) -> StoredFile | None:
         row = self._one(
-            "SELECT size, piece_size, sha256, hashes FROM files WHERE grp=? AND name=?", group, name
+            "SELECT size, piece_size, root, hashes FROM files WHERE grp=? AND name=?", group, name
         )
         if row is None:
             return None
-        meta = FileMeta(group=group, name=name, size=row[0], piece_size=row[1], sha256=row[2])
+        meta = FileMeta(group=group, name=name, size=row[0], piece_size=row[1], root=row[2])
         return StoredFile(meta=meta, hashes=bytes(row[3]))
 
     def require_file(self, user: str, group: str, name: str) -> StoredFile:
