@@ -147,3 +147,31 @@ def test_downloader_killed_then_resumes_missing_pieces_only(swarm: Swarm) -> Non
     assert m, line
     reused, fetched = int(m.group(1)), sum(pieces_from(line).values())
     assert reused >= 0.3 * 64 - 1 and reused + fetched == 64
+
+
+def test_several_downloads_at_once_in_one_peer(swarm: Swarm) -> None:
+    a = swarm.peer("a", "--piece-size", "64K")
+    b = swarm.peer("b", "--piece-size", "64K")
+    d = swarm.peer("dl")
+    swarm.group(a, "g", b, d)
+    one = share_everywhere(swarm, [a, b], "one.bin", 40 * PIECE + 5)
+    two = share_everywhere(swarm, [a, b], "two.bin", 24 * PIECE)
+    d.ok(f"download_file g one.bin {swarm.tmp}/out")
+    d.ok(f"download_file g two.bin {swarm.tmp}/out")
+    d.ok("wait", timeout=60)  # returns once neither is running (they may have ended already)
+    d.wait_for(r"download complete: \[g\] one.bin")
+    d.wait_for(r"download complete: \[g\] two.bin")
+    assert read(f"{swarm.tmp}/out/one.bin") == one
+    assert read(f"{swarm.tmp}/out/two.bin") == two
+    assert sorted(d.ok("show_downloads").lines) == ["[C] [g] one.bin", "[C] [g] two.bin"]
+
+
+def test_leaving_a_group_stops_sharing_there(swarm: Swarm) -> None:
+    a = swarm.peer("a")
+    b = swarm.peer("b")
+    swarm.group(a, "g", b)
+    share_everywhere(swarm, [b], "mine.bin", 1000)
+    assert a.ok("list_files g").lines == ["mine.bin\t1000 bytes (1000 B)\t1 online"]
+    b.ok("leave_group g")
+    assert a.ok("list_files g").lines == ["no files in g"]
+    b.refused(f"download_file g mine.bin {swarm.tmp}/o", "not a member")
