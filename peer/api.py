@@ -81,7 +81,7 @@ class Peer:
         """Log out (taking shares offline), stop every thread, close every socket."""
         if self._token:
             try:
-                self.logout()
+                self.logout(quick=True)
             except (RemoteError, LocalError) as exc:
                 log.info("logout on close failed: %s", exc)
         for d in list(self.downloads.values()):
@@ -110,14 +110,20 @@ class Peer:
         return client
 
     def _call(
-        self, op: str, args: dict[str, Any] | None = None, *, auth: bool = True, blob: bytes | None = None
+        self,
+        op: str,
+        args: dict[str, Any] | None = None,
+        *,
+        auth: bool = True,
+        blob: bytes | None = None,
+        retries: int | None = None,
     ):
         token = None
         if auth:
             token = self._token
             if not token:
                 raise LocalError(Code.NOT_LOGGED_IN, "log in first")
-        return self._client().call(op, args or {}, token=token, blob=blob)
+        return self._client().call(op, args or {}, token=token, blob=blob, retries=retries)
 
     def _current_token(self) -> str | None:
         return self._token
@@ -155,7 +161,8 @@ class Peer:
         self.presence.nudge()
         return notes
 
-    def logout(self) -> None:
+    def logout(self, *, quick: bool = False) -> None:
+        """End the session; ``quick`` (on shutdown) tries the tracker once instead of retrying."""
         if not self._token:
             raise LocalError(Code.NOT_LOGGED_IN, "not logged in")
         for d in list(self.downloads.values()):
@@ -163,7 +170,7 @@ class Peer:
         for d in list(self.downloads.values()):
             d.join(timeout=10)
         try:
-            self._call(P.OP_LOGOUT).unwrap()
+            self._call(P.OP_LOGOUT, retries=0 if quick else None).unwrap()
         finally:
             self._token = None
             self.library.unload()

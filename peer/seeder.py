@@ -25,6 +25,7 @@ from messages.protocol import SEEDER_MAX_MSG
 from .library import Library, Served
 
 log = logging.getLogger(__name__)
+SEND_QUEUE_PIECES = 32
 
 
 class RateLimit:
@@ -54,7 +55,11 @@ class Seeder:
     ) -> None:
         self.library = library
         self.seed_key = seed_key
-        self.service = RouterService(ctx, listen, self._handle_batch, max_msg=SEEDER_MAX_MSG, copy=False)
+        # A small send queue per downloader: honest ones keep a few pieces in flight (credit);
+        # one that asks for more gets its excess dropped instead of growing our memory.
+        self.service = RouterService(
+            ctx, listen, self._handle_batch, max_msg=SEEDER_MAX_MSG, copy=False, hwm=SEND_QUEUE_PIECES
+        )
         self.endpoint = self.service.endpoint
         self.limit = RateLimit(upload_limit) if upload_limit else None
         self.served_pieces = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -22,9 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--db", default=DEFAULT_DB, help=f"SQLite state file (default {DEFAULT_DB})")
     ap.add_argument("--verbose", "-v", action="store_true", help="log to stderr")
     args = ap.parse_args(argv)
+    log_path = os.path.join(os.path.dirname(os.path.abspath(args.db)), "tracker.log")
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    handlers: list[logging.Handler] = [logging.FileHandler(log_path)]
+    if args.verbose:
+        handlers.append(logging.StreamHandler(sys.stderr))
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers
     )
     try:
         tracker = Tracker(args.bind, args.db)
