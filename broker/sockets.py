@@ -50,3 +50,14 @@ def dealer(ctx: zmq.Context, endpoint: str, *, max_msg: int, hwm: int = 1000) ->
 def bound_endpoint(sock: zmq.Socket) -> str:
     """The endpoint a socket really listens on (after binding to port 0)."""
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
+def term_context(ctx: zmq.Context, timeout: float = 5.0) -> bool:
+    """Terminate ``ctx`` but never hang on it: a socket some thread failed to close would make
+    ``term`` block forever (pyzmq#991). Returns False when it gave up waiting."""
+    import threading
+
+    t = threading.Thread(target=ctx.term, name="zmq-term", daemon=True)
+    t.start()
+    t.join(timeout)
+    return not t.is_alive()

@@ -17,7 +17,7 @@ from typing import Any
 
 from broker.client import ControlClient
 from broker.publish import EventBus
-from broker.sockets import new_context
+from broker.sockets import new_context, term_context
 from messages import protocol as P
 from messages.errors import Code, LocalError, ProtocolError, RemoteError
 from messages.names import check_file_name, check_name
@@ -92,7 +92,8 @@ class Peer:
         self.events.stop()
         for client in self._clients:
             client.close()
-        self.ctx.term()
+        if not term_context(self.ctx):
+            log.warning("some sockets were still open at exit")
 
     def __enter__(self) -> Peer:
         return self.start()

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from typing import Any
 
 from broker.service import Message, RouterService
-from broker.sockets import new_context
+from broker.sockets import new_context, term_context
 from messages.control import Reply, decode_request, encode_reply, error_reply, peek_id
 from messages.errors import Code, ProtocolError, RemoteError, TorrentError
 from messages.protocol import GRANT_LIFETIME, HEARTBEAT_EXPIRY, TRACKER_MAX_MSG
@@ -57,7 +57,7 @@ class Tracker:
             self.service.run(self._stop, on_tick=self.presence.expire, tick=0.5)
         finally:
             self.conn.close()
-            self.ctx.term()
+            term_context(self.ctx)
 
     def start(self) -> None:
         """Serve from a background thread (for in-process use: benchmarks, embedding)."""
