@@ -14,6 +14,7 @@ from .errors import Code, ProtocolError
 
 T = TypeVar("T")
 _HINTS: dict[type, dict[str, Any]] = {}
+_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _accepts(hint: Any, value: Any) -> bool:
@@ -40,7 +41,12 @@ class Record:
     """Mixin: dataclass <-> JSON-ready dict with type checks on the way in."""
 
     def to_wire(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        # Fields hold JSON values only (no nested records), so a shallow dict is the wire form;
+        # dataclasses.asdict's recursive deep copy was a fifth of the tracker's time on reads.
+        names = _NAMES.get(type(self))
+        if names is None:
+            names = _NAMES[type(self)] = tuple(f.name for f in dataclasses.fields(self))  # type: ignore[arg-type]
+        return {n: getattr(self, n) for n in names}
 
     @classmethod
     def from_wire(cls: type[T], data: Any) -> T:

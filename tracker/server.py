@@ -117,17 +117,23 @@ class Tracker:
         return out
 
     def _run(self, req: Any) -> Reply:
-        self.conn.execute("SAVEPOINT req")
+        # Only writes need a savepoint (so a refused one undoes just itself); reads skip it.
+        write = req.op in WRITE_OPS
+        if write:
+            self.conn.execute("SAVEPOINT req")
         try:
             reply = HANDLERS[req.op](self.hctx, req)
         except TorrentError as exc:
-            self.conn.execute("ROLLBACK TO req")
+            if write:
+                self.conn.execute("ROLLBACK TO req")
             reply = error_reply(req.id, exc)
         except sqlite3.Error:
             raise
         except Exception:  # a bug must cost one request, not the tracker
             log.exception("internal error in %s", req.op)
-            self.conn.execute("ROLLBACK TO req")
+            if write:
+                self.conn.execute("ROLLBACK TO req")
             reply = error_reply(req.id, RemoteError(Code.INTERNAL, f"internal error in {req.op}"))
-        self.conn.execute("RELEASE req")
+        if write:
+            self.conn.execute("RELEASE req")
         return reply
