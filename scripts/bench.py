@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         args.size, args.mem_size, args.reps, args.control_seconds = 16 << 20, 32 << 20, 1, 0.5
         args.holders, args.sweep = "1,2", "1M"
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=150)  # logs and pipes: keep each row on one line
     ks = [int(k) for k in args.holders.split(",")]
     sweep = [s for s in args.sweep.split(",") if s]
     peer_args = args.peer_args.split()
