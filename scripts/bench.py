@@ -47,6 +47,24 @@ def make_source(folder: str, size: int) -> str:
     return path
 
 
+def write_baseline(src: str, dest: str) -> dict[str, float]:
+    """The machine's ceiling for the last step of every download: writing new file pages."""
+    size = os.path.getsize(src)
+    block = os.urandom(512 * 1024)
+    fd = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.ftruncate(fd, size)
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for off in range(0, size, len(block)):
+            os.pwrite(fd, block[: size - off], off)
+        seconds = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+    finally:
+        os.close(fd)
+        os.unlink(dest)
+    return {"seconds": seconds, "mb_per_s": size / seconds / 1e6, "receiver_cpu_s": cpu}
+
+
 def baseline(fn, src: str, workdir: str, reps: int) -> dict:
     runs = []
     for _ in range(reps):
@@ -82,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--sweep", default="256K,1M,2M,4M", help="other piece sizes at the largest K ('' for none)"
     )
-    ap.add_argument("--reps", type=int, default=3, help="runs per row (default 3)")
+    ap.add_argument("--reps", type=int, default=5, help="runs per row (default 5)")
     ap.add_argument("--control-seconds", type=float, default=3.0, help="seconds per control-plane row")
     ap.add_argument("--peer-args", default="", help="extra downloader options, e.g. '--workers 2'")
     ap.add_argument(
@@ -114,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"[bold]baselines[/] ({args.size >> 20} MiB, {args.reps} runs each)")
     results["tcp"] = baseline(tcp_baseline, src, workdir, args.reps)
     results["zmq"] = baseline(zmq_baseline, src, workdir, args.reps)
+    results["write"] = baseline(write_baseline, src, workdir, args.reps)
     results["download"] = {}
     for k in ks:
         console.print(f"[bold]download[/] from {k} holder(s), piece size {args.piece_size}")
@@ -132,10 +151,18 @@ def main(argv: list[str] | None = None) -> int:
     results["control"] = control_bench(os.path.join(workdir, "control"), duration=args.control_seconds)
     results["elapsed_s"] = time.monotonic() - t_start
 
-    table = Table(title=f"Torrent benchmark: {args.size >> 20} MiB, median [min-max] of {args.reps} run(s)")
+    table = Table(title=f"Torrent benchmark: {args.size >> 20} MiB, median \\[min-max] of {args.reps} run(s)")
     for col in ("row", "MB/s", "CPU s/GB", "peak RSS MiB", "x TCP", "x ZMQ"):
         table.add_column(col, justify="right" if col != "row" else "left")
     tcp, zq = results["tcp"]["mb_per_s"]["median"], results["zmq"]["mb_per_s"]["median"]
+    table.add_row(
+        "page-cache write alone (pwrite 512 KiB from memory)",
+        fmt(results["write"]["mb_per_s"]),
+        fmt(results["write"]["cpu_s_per_gb"], 2),
+        "",
+        "",
+        "",
+    )
     table.add_row(
         "plain TCP stream (sendfile -> recv_into+pwrite)",
         fmt(results["tcp"]["mb_per_s"]),
