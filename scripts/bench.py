@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=parse_size, default=parse_size("1G"), help="file size (default 1G)")
     ap.add_argument("--mem-size", type=parse_size, default=parse_size("2G"), help="file for the RSS row (2G)")
     ap.add_argument("--holders", default="1,2,4", help="K values (default 1,2,4)")
-    ap.add_argument("--piece-size", default="512K", help="piece size of the K rows (default 512K)")
+    ap.add_argument("--piece-size", default="1M", help="piece size of the K rows (default 1M)")
     ap.add_argument(
-        "--sweep", default="256K,1M,2M,4M", help="other piece sizes at the largest K ('' for none)"
+        "--sweep", default="256K,512K,2M,4M", help="other piece sizes at the largest K ('' for none)"
     )
     ap.add_argument("--reps", type=int, default=5, help="runs per row (default 5)")
     ap.add_argument("--control-seconds", type=float, default=3.0, help="seconds per control-plane row")
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.size, args.mem_size, args.reps, args.control_seconds = 16 << 20, 32 << 20, 1, 0.5
-        args.holders, args.sweep = "1,2", "1M"
+        args.holders, args.sweep = "1,2", "512K"
     console = Console()
     if not console.is_terminal:
         console = Console(width=150)  # logs and pipes: keep each row on one line

@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--peers", type=int, default=5, help="peer processes (default 5)")
     ap.add_argument("--seeders", type=int, default=3, help="how many of them share the file (default 3)")
     ap.add_argument("--size", type=parse_size, default=parse_size("256M"), help="file size (default 256M)")
-    ap.add_argument("--piece-size", default="512K", help="piece size (default 512K)")
+    ap.add_argument("--piece-size", default="1M", help="piece size (default 1M)")
     ap.add_argument("--dir", default=os.path.join(ROOT, "data", "demo"), help="where files and peer homes go")
     ap.add_argument("--keep", action="store_true", help="leave the swarm running and say how to attach")
     ap.add_argument(
