@@ -288,7 +288,8 @@ class Peer:
             events=self.events,
             peer_name=self.user or "",
         )
-        self.downloads[key] = d
+        with self._state_lock:
+            self.downloads[key] = d
         d.start()
         return d
 
