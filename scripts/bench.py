@@ -155,30 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     for col in ("row", "MB/s", "CPU s/GB", "peak RSS MiB", "x TCP", "x ZMQ"):
         table.add_column(col, justify="right" if col != "row" else "left")
     tcp, zq = results["tcp"]["mb_per_s"]["median"], results["zmq"]["mb_per_s"]["median"]
-    table.add_row(
-        "page-cache write alone (pwrite 512 KiB from memory)",
-        fmt(results["write"]["mb_per_s"]),
-        fmt(results["write"]["cpu_s_per_gb"], 2),
-        "",
-        "",
-        "",
+    limits = (
+        ("write", "page-cache write alone (pwrite 512 KiB from memory)", "", ""),
+        ("tcp", "plain TCP stream (sendfile -> recv_into+pwrite)", "1.00", ""),
+        ("zmq", "bare pyzmq DEALER->ROUTER, 512 KiB frames + pwrite", "", "1.00"),
     )
-    table.add_row(
-        "plain TCP stream (sendfile -> recv_into+pwrite)",
-        fmt(results["tcp"]["mb_per_s"]),
-        fmt(results["tcp"]["cpu_s_per_gb"], 2),
-        "",
-        "1.00",
-        "",
-    )
-    table.add_row(
-        "bare pyzmq DEALER->ROUTER, 512 KiB frames + pwrite",
-        fmt(results["zmq"]["mb_per_s"]),
-        fmt(results["zmq"]["cpu_s_per_gb"], 2),
-        "",
-        "",
-        "1.00",
-    )
+    for key, label, x_tcp, x_zmq in limits:
+        row = results[key]
+        table.add_row(label, fmt(row["mb_per_s"]), fmt(row["cpu_s_per_gb"], 2), "", x_tcp, x_zmq)
     for name, row in results["download"].items():
         k, piece = name.split("-")
         med = row["mb_per_s"]["median"]
