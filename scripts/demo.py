@@ -177,6 +177,8 @@ class Demo:
                     for line in view.plain_lines():
                         print(line, flush=True)
                     next_print += 1
+            for line in view.plain_lines():  # the final state, however short the run
+                print(line, flush=True)
         return results
 
     def check(self, downloaders: list[ShellProcess], src: str, results: dict[str, str]) -> bool:
