@@ -35,6 +35,17 @@ def router(ctx: zmq.Context, bind: str, *, max_msg: int, hwm: int = 1000) -> zmq
 def dealer(ctx: zmq.Context, endpoint: str, *, max_msg: int, hwm: int = 1000) -> zmq.Socket:
     """A DEALER that reconnects quickly and detects a dead link by ZMTP heartbeats."""
     sock = ctx.socket(zmq.DEALER)
+    try:
+        configure_dealer(sock, max_msg=max_msg, hwm=hwm)
+        sock.connect(endpoint)
+    except zmq.ZMQError:
+        sock.close(linger=0)
+        raise
+    return sock
+
+
+def configure_dealer(sock: zmq.Socket, *, max_msg: int, hwm: int = 1000) -> None:
+    """Options for a DEALER: set before connect (heartbeat options only apply then)."""
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, max_msg)
     sock.setsockopt(zmq.SNDHWM, hwm)
@@ -43,8 +54,6 @@ def dealer(ctx: zmq.Context, endpoint: str, *, max_msg: int, hwm: int = 1000) ->
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
     sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
-    sock.connect(endpoint)
-    return sock
 
 
 def bound_endpoint(sock: zmq.Socket) -> str:

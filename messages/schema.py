@@ -16,7 +16,7 @@ from .names import check_file_name, check_name
 
 Validator = Callable[[Any], Any]
 
-_ENDPOINT_RE = re.compile(r"tcp://[A-Za-z0-9.\-\[\]:]{1,253}:[0-9]{1,5}")
+_ENDPOINT_RE = re.compile(r"tcp://([A-Za-z0-9][A-Za-z0-9.\-]{0,252}|\[[0-9A-Fa-f:.]{2,45}\]):([0-9]{1,5})")
 _HEX64_RE = re.compile(r"[0-9a-f]{64}")
 
 
@@ -55,8 +55,9 @@ def _hex64(v: Any) -> str:
 
 
 def _endpoint(v: Any) -> str:
-    if not isinstance(v, str) or not _ENDPOINT_RE.fullmatch(v):
-        raise ProtocolError(Code.BAD_ARGS, "endpoint must look like tcp://HOST:PORT")
+    m = _ENDPOINT_RE.fullmatch(v) if isinstance(v, str) else None
+    if m is None or not 1 <= int(m.group(2)) <= 65535:
+        raise ProtocolError(Code.BAD_ARGS, "endpoint must look like tcp://HOST:PORT (port 1-65535)")
     return v
 
 

@@ -248,10 +248,16 @@ class Peer:
 
     def stop_share(self, group: str, name: str) -> bool:
         """Stop sharing; True when the file left the group (we were its last sharer)."""
+        key = (group, name)
+        if key in self.downloads:
+            raise LocalError(Code.BAD_ARGS, f"[{group}] {name} is still downloading; wait for it first")
         try:
             removed = self._call(P.OP_STOP_SHARE, {"group": group, "file": name}).unwrap()["file_removed"]
-        finally:
-            self.library.remove((group, name))
+        except RemoteError as exc:
+            if exc.code == Code.NOT_SHARING:  # the tracker already agrees we do not share it
+                self.library.remove(key)
+            raise
+        self.library.remove(key)
         return removed
 
     # --- downloads --------------------------------------------------------------------------

@@ -39,10 +39,22 @@ from .picker import Picker
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 
+# Holder-list answers that end a download; anything else (a busy or restarting tracker) is retried.
+FATAL = {Code.NOT_MEMBER, Code.NO_SUCH_FILE, Code.NO_SUCH_GROUP, Code.UNAUTHORIZED}
 HOLDER_REFRESH = 1.0  # seconds between holder lists from the tracker
 PROGRESS_EVERY = 0.5  # seconds between batched progress reports to the tracker
 NO_HOLDER_GRACE = 4.0  # how long a piece may have no holder before the download gives up
 TRACKER_GRACE = 60.0  # how long we wait on an unreachable tracker with nobody to fetch from
+
+
+def write_all(fd: int, data: memoryview, offset: int) -> None:
+    """pwrite until every byte is down: a short write (disk nearly full) must not pass as done."""
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if n <= 0:
+            raise OSError(28, "short write")
+        view, offset = view[n:], offset + n
 
 
 @dataclass(slots=True)
@@ -158,12 +170,28 @@ class Download:
             self._set(finished=time.monotonic())
             if self._status.state != "complete":
                 self.library.remove(self.key)  # partial pieces stay in .part for a resume
+                self._withdraw()
             self._publish(force=True)
             if self._pub is not None:
                 self._pub.close()
             self.done_event.set()
             if self.on_finish is not None:
                 self.on_finish(self)
+
+    def _withdraw(self) -> None:
+        """Tell the tracker we no longer serve the partial file (best effort, one try)."""
+        token = self.token()
+        if not token or self._picker is None:
+            return
+        client = ControlClient(self.ctx, self.tracker, timeout=1.0, retries=0)
+        try:
+            empty = Bitfield(self.meta.num_pieces).encode()
+            args = {"group": self.meta.group, "file": self.meta.name, "have": empty}
+            client.call(P.OP_PROGRESS, args, token=token)
+        except TorrentError as exc:
+            log.info("could not withdraw %s: %s", self.meta.name, exc)
+        finally:
+            client.close()
 
     def _publish(self, force: bool = False) -> None:
         """A progress event for views, at most every EVENT_INTERVAL (always when ``force``)."""
@@ -269,8 +297,10 @@ class Download:
             if outcome is not None and outcome[1] is not None:
                 op, reply = outcome
                 last_answer = now
-                if op == P.OP_HOLDERS:
-                    result = reply.unwrap()  # not a member any more, file gone: fail
+                if op == P.OP_HOLDERS and not reply.ok and reply.error.code in FATAL:
+                    reply.unwrap()  # not a member any more, file or group gone: the download fails
+                if op == P.OP_HOLDERS and reply.ok:
+                    result = reply.result
                     answered_since_stall += 1
                     self._apply_holders(picker, result.get("holders", []), users, grants)
             if not link.busy and self.token():
@@ -357,7 +387,7 @@ class Download:
             return False
         if not picker.done(r.piece, r.holder):
             return False  # an endgame duplicate
-        os.pwrite(fd, r.payload.buffer, r.piece * self.meta.piece_size)
+        write_all(fd, r.payload.buffer, r.piece * self.meta.piece_size)
         self.library.mark(self.key, r.piece)
         with self._lock:
             self._status.done += 1
@@ -372,11 +402,18 @@ class Download:
         # Every piece matched its digest; the digests match the root the uploader registered.
         if root_hash(self.digests) != self.meta.root or not self._all_verified():
             raise LocalError(Code.DOWNLOAD_FAILED, "piece digests do not match the file's root hash")
-        if os.path.exists(self.final):
+        try:  # link + unlink: never replaces a file that appeared at the destination meanwhile
+            os.link(self.part, self.final)
+        except FileExistsError:
             raise LocalError(
                 Code.BAD_PATH, f"{self.final} appeared meanwhile; the download is in {self.part}"
-            )
-        os.rename(self.part, self.final)
+            ) from None
+        except OSError:  # a file system without hard links: check, then rename
+            if os.path.exists(self.final):
+                raise LocalError(Code.BAD_PATH, f"{self.final} appeared meanwhile") from None
+            os.rename(self.part, self.final)
+        else:
+            os.unlink(self.part)
         self.library.add_complete(self.meta, self.final, self.digests)
         token = self.token()
         if not token:

@@ -16,7 +16,7 @@ import time
 
 import zmq
 
-from broker.sockets import dealer
+from broker.sockets import configure_dealer
 from messages.errors import Code, ProtocolError
 from messages.pieces import PieceRequest, decode_piece_reply, encode_piece_request
 from messages.pipeline import READY, Assignment, Result
@@ -81,7 +81,13 @@ class Fetcher(threading.Thread):
                         frames = pull.recv_multipart(zmq.NOBLOCK)
                     except zmq.Again:
                         break
-                    self._send(Assignment.decode(frames), poller)
+                    a = Assignment.decode(frames)
+                    try:
+                        self._send(a, poller)
+                    except zmq.ZMQError as exc:  # e.g. an endpoint zmq cannot connect to
+                        self._drop(a.endpoint, poller)
+                        msg = f"cannot connect to {a.holder}: {exc}"
+                        self._report(Result(a.piece, a.holder, False, str(Code.IO_ERROR), msg, True))
             for endpoint, sock in list(self._dealers.items()):
                 if sock in events:
                     self._drain(endpoint, sock)
@@ -90,8 +96,10 @@ class Fetcher(threading.Thread):
     def _send(self, a: Assignment, poller: zmq.Poller) -> None:
         sock = self._dealers.get(a.endpoint)
         if sock is None:
-            sock = self._dealers[a.endpoint] = dealer(self.ctx, a.endpoint, max_msg=PIECE_MAX_MSG)
+            sock = self._dealers[a.endpoint] = self.ctx.socket(zmq.DEALER)
             poller.register(sock, zmq.POLLIN)
+            configure_dealer(sock, max_msg=PIECE_MAX_MSG)
+            sock.connect(a.endpoint)
         req_id = next(self._ids)
         try:
             grant = Grant.from_wire(a.grant)
@@ -141,13 +149,17 @@ class Fetcher(threading.Thread):
         for endpoint in late:
             # The link is suspect: drop the socket (and whatever it still queues) and fail every
             # request on it, so the pieces go to other holders at once.
-            sock = self._dealers.pop(endpoint)
-            poller.unregister(sock)
-            sock.close(linger=0)
+            self._drop(endpoint, poller)
             for req_id, (a, _) in list(self._pending.items()):
                 if a.endpoint == endpoint:
                     del self._pending[req_id]
                     self._report(Result(a.piece, a.holder, False, str(Code.TIMEOUT), f"{a.holder} timed out"))
+
+    def _drop(self, endpoint: str, poller: zmq.Poller) -> None:
+        sock = self._dealers.pop(endpoint, None)
+        if sock is not None:
+            poller.unregister(sock)
+            sock.close(linger=0)
 
     def _report(self, result: Result) -> None:
         self._push.send_multipart(result.encode(), copy=False)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import orjson
 
 from messages.bitfield import Bitfield
+from messages.errors import ProtocolError
 from messages.records import FileMeta
 
 log = logging.getLogger(__name__)
@@ -66,14 +67,18 @@ class Library:
         except (OSError, orjson.JSONDecodeError) as exc:
             notes.append(f"share list {path} unreadable ({exc}); upload files again")
             saved = []
+        if not isinstance(saved, list):
+            notes.append(f"share list {path} is not a list; upload files again")
+            saved = []
         for entry in saved:
             try:
                 meta = FileMeta.from_wire(entry["meta"])
                 with open(self._digest_path(folder, meta), "rb") as f:
                     digests = f.read()
                 st = os.stat(entry["path"])
-            except (OSError, KeyError, TypeError, ValueError) as exc:
-                notes.append(f"not serving {entry.get('path', '?')}: {exc}")
+            except (OSError, KeyError, TypeError, ValueError, AttributeError, ProtocolError) as exc:
+                where = entry.get("path", "?") if isinstance(entry, dict) else "?"
+                notes.append(f"not serving {where}: {exc}")
                 continue
             if (st.st_size, st.st_mtime_ns) != (entry["size"], entry["mtime_ns"]) or st.st_size != meta.size:
                 notes.append(

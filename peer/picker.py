@@ -43,13 +43,16 @@ class Picker:
         max_per_holder: int = 4,
         rng: random.Random | None = None,
         max_backoff: float = 8.0,
+        max_failures: int = 6,
     ) -> None:
         self.num_pieces = have.size
         self.have = have.copy()
         self.max_per_holder = max_per_holder
         self.max_backoff = max_backoff
+        self.max_failures = max_failures  # consecutive failures (backoffs) before giving up on a holder
         self.rng = rng or random.Random()
         self.holders: dict[str, HolderState] = {}
+        self.banned: set[str] = set()  # remembered even if a holder drops out of a refresh
         self.in_flight: dict[int, set[str]] = {}  # piece -> holders asked for it
         self._heap: list[tuple[int, float, int]] = []
         self._dirty = True
@@ -59,7 +62,8 @@ class Picker:
         """A holder appeared or its pieces changed (tracker refresh)."""
         h = self.holders.get(hid)
         if h is None:
-            self.holders[hid] = HolderState(hid, have.copy() if have is not None else None)
+            h = self.holders[hid] = HolderState(hid, have.copy() if have is not None else None)
+            h.banned = hid in self.banned
         else:
             h.have = have.copy() if have is not None else None
         self._dirty = True
@@ -76,7 +80,11 @@ class Picker:
         return lost
 
     def usable(self, h: HolderState, now: float) -> bool:
-        return not h.banned and h.backoff_until <= now
+        return self.alive(h) and h.backoff_until <= now
+
+    def alive(self, h: HolderState) -> bool:
+        """Still worth asking: not banned, and not failing every request for a long while."""
+        return not h.banned and h.failures < self.max_failures
 
     # --- choosing -------------------------------------------------------------------------
     def assign(self, now: float) -> tuple[int, str] | None:
@@ -164,8 +172,9 @@ class Picker:
             return
         if ban:
             h.banned = True
+            self.banned.add(hid)
             self._dirty = True
-        else:
+        elif now >= h.backoff_until:  # one burst (every request on a dead link) counts once
             h.failures += 1
             h.backoff_until = now + min(self.max_backoff, 0.25 * 2**h.failures)
 
@@ -198,5 +207,5 @@ class Picker:
 
     def unavailable(self) -> list[int]:
         """Missing pieces that no holder we may still ask has."""
-        live = [h for h in self.holders.values() if not h.banned]
+        live = [h for h in self.holders.values() if self.alive(h)]
         return [i for i in self.have.missing() if not any(h.has(i) for h in live)]

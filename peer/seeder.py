@@ -116,9 +116,11 @@ class Seeder:
             raise ProtocolError(Code.NO_SUCH_PIECE, f"piece {piece} not downloaded yet")
         try:
             fd = self._fd(served.path)
-            if served.have is None:
-                st = os.fstat(fd)
-                if (st.st_size, st.st_mtime_ns) != (served.size_on_disk, served.mtime_ns):
+            if served.have is None and not self._unchanged(fd, served):
+                # Our cached descriptor may be an old inode (file replaced and shared again).
+                self._drop_fd(served.path)
+                fd = self._fd(served.path)
+                if not self._unchanged(fd, served):
                     raise ProtocolError(
                         Code.FILE_CHANGED, f"{meta.name!r} changed on disk since it was shared"
                     )
@@ -130,6 +132,11 @@ class Seeder:
         if len(data) != length:
             raise ProtocolError(Code.FILE_CHANGED, f"{meta.name!r} is shorter than when it was shared")
         return data
+
+    @staticmethod
+    def _unchanged(fd: int, served: Served) -> bool:
+        st = os.fstat(fd)
+        return (st.st_size, st.st_mtime_ns) == (served.size_on_disk, served.mtime_ns)
 
     def _fd(self, path: str) -> int:
         fd = self._fds.get(path)

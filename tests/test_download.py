@@ -175,3 +175,71 @@ def test_leaving_a_group_stops_sharing_there(swarm: Swarm) -> None:
     b.ok("leave_group g")
     assert a.ok("list_files g").lines == ["no files in g"]
     b.refused(f"download_file g mine.bin {swarm.tmp}/o", "not a member")
+
+
+def test_a_member_announcing_an_unreachable_endpoint_does_not_stall_others(swarm: Swarm) -> None:
+    import zmq
+
+    from broker.client import ControlClient
+    from messages.errors import LocalError
+
+    alice = swarm.peer("alice", "--piece-size", "64K")
+    bob = swarm.peer("bob")
+    swarm.group(alice, "g", bob)
+    data = share_everywhere(swarm, [alice], "f.bin", 16 * PIECE)
+    # mallory joins, shares the same file (same digests) and announces a bogus endpoint.
+    ctx = zmq.Context()
+    c = ControlClient(ctx, swarm.tracker.endpoint)
+    try:
+        c.call("create_user", {"user": "mallory", "password": "pw"}).unwrap()
+        token = c.call("login", {"user": "mallory", "password": "pw"}).unwrap()["token"]
+        c.call("join_group", {"group": "g"}, token=token).unwrap()
+        alice.ok("accept_request g mallory")
+        info = c.call("file_info", {"group": "g", "file": "f.bin"}, token=token)
+        meta = info.unwrap()
+        args = {k: meta[k] for k in ("size", "piece_size", "root")} | {"group": "g", "file": "f.bin"}
+        with pytest.raises(LocalError, match="port 1-65535"):  # refused before it is sent
+            c.call("announce", {"endpoint": "tcp://-:1", "seed_key": "00" * 32, "shares": []}, token=token)
+        c.call(
+            "announce", {"endpoint": "tcp://127.0.0.1:9", "seed_key": "00" * 32, "shares": []}, token=token
+        ).unwrap()
+        c.call("share_file", args, token=token, blob=info.blob).unwrap()
+        c.call("heartbeat", {}, token=token).unwrap()
+        bob.ok(f"download_file g f.bin {swarm.tmp}/out")
+        line = bob.wait_for(r"download complete: \[g\] f.bin", timeout=60).string
+    finally:
+        c.close()
+        ctx.term()
+    assert read(f"{swarm.tmp}/out/f.bin") == data
+    assert "mallory" not in line.split("pieces from")[1].split(")")[0]
+
+
+def test_file_replaced_and_shared_again_is_served(swarm: Swarm) -> None:
+    alice = swarm.peer("alice", "--piece-size", "64K")
+    bob = swarm.peer("bob")
+    carol = swarm.peer("carol")
+    swarm.group(alice, "g", bob, carol)
+    data = share_everywhere(swarm, [alice], "doc.bin", 8 * PIECE)
+    bob.ok(f"download_file g doc.bin {swarm.tmp}/bob")  # alice's seeder now has the file open
+    bob.wait_for(r"download complete: \[g\] doc.bin")
+    bob.ok("stop_share g doc.bin")
+    path = f"{swarm.tmp}/alice-files/doc.bin"
+    with open(path + ".new", "wb") as f:  # an editor's save: new inode, same bytes
+        f.write(data)
+    os.replace(path + ".new", path)
+    alice.ok(f"upload_file {path} g")
+    carol.ok(f"download_file g doc.bin {swarm.tmp}/carol")
+    line = carol.wait_for(r"download complete: \[g\] doc.bin").string
+    assert read(f"{swarm.tmp}/carol/doc.bin") == data
+    assert pieces_from(line) == {"alice": 8}
+
+
+def test_stop_share_is_refused_while_downloading(swarm: Swarm) -> None:
+    seed = swarm.peer("seed", "--piece-size", "64K", "--upload-limit", "1M")
+    d = swarm.peer("dl")
+    swarm.group(seed, "g", d)
+    data = share_everywhere(swarm, [seed], "slow.bin", 48 * PIECE)
+    d.ok(f"download_file g slow.bin {swarm.tmp}/out")
+    d.refused("stop_share g slow.bin", "still downloading")
+    d.wait_for(r"download complete: \[g\] slow.bin", timeout=60)
+    assert read(f"{swarm.tmp}/out/slow.bin") == data

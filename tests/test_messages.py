@@ -719,3 +719,18 @@ def test_file_meta_pieces(size: int, piece_size: int, pieces: int, lengths: list
     assert meta.num_pieces == pieces
     assert [meta.piece_len(i) for i in range(meta.num_pieces)] == lengths
     assert sum(lengths) == size
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["tcp://-:1", "tcp://host:0", "tcp://host:70000", "tcp://:5", "udp://h:5"]
+)
+def test_bad_endpoints_are_refused(endpoint: str) -> None:
+    args = {"endpoint": endpoint, "seed_key": HEX64, "shares": []}
+    with expect_code(Code.BAD_ARGS):
+        validate_args(P.OP_ANNOUNCE, args, False)
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://127.0.0.1:5", "tcp://[::1]:6000", "tcp://host-1.lan:65535"])
+def test_good_endpoints_pass(endpoint: str) -> None:
+    args = {"endpoint": endpoint, "seed_key": HEX64, "shares": []}
+    assert validate_args(P.OP_ANNOUNCE, args, False)["endpoint"] == endpoint

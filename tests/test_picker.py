@@ -169,7 +169,7 @@ def test_backed_off_holder_is_not_assigned_until_backoff_passes() -> None:
 
 
 def test_backoff_grows_with_repeated_failures_and_is_capped() -> None:
-    p = make(1, {"A": None}, max_backoff=2.0)
+    p = make(1, {"A": None}, max_backoff=2.0, max_failures=10)
     waits = []
     now = 0.0
     for _ in range(6):
@@ -183,6 +183,36 @@ def test_backoff_grows_with_repeated_failures_and_is_capped() -> None:
     piece, hid = p.assign(now)  # type: ignore[misc]
     p.done(piece, hid)
     assert p.holders["A"].failures == 0
+
+
+def test_holder_failing_every_request_is_given_up() -> None:
+    p = make(2, {"A": None}, max_failures=3)
+    now = 0.0
+    for _ in range(3):
+        piece, hid = p.assign(now)  # type: ignore[misc]
+        p.failed(piece, hid, now)
+        now = p.holders[hid].backoff_until
+    assert p.assign(now + 100) is None
+    assert p.unavailable() == [0, 1]  # so the download can fail with a clear error
+
+
+def test_failures_of_one_burst_count_once() -> None:
+    p = make(4, {"A": None}, max_per_holder=4, max_failures=2)
+    flight = [p.assign(0) for _ in range(4)]
+    for piece, hid in flight:  # type: ignore[misc]
+        p.failed(piece, hid, 0.0)  # a dead link fails all four at once
+    assert p.holders["A"].failures == 1
+    assert p.assign(p.holders["A"].backoff_until) is not None
+
+
+def test_ban_survives_a_holder_missing_from_one_refresh() -> None:
+    p = make(2, {"A": None, "B": None}, seed=3)
+    piece, hid = p.assign(0)  # type: ignore[misc]
+    p.failed(piece, hid, 0, ban=True)
+    p.remove_holder(hid)
+    p.update_holder(hid, None)
+    assert p.holders[hid].banned
+    assert all(p.assign(0)[1] != hid for _ in range(2))  # type: ignore[index]
 
 
 def test_banned_holder_is_never_assigned_again() -> None:

@@ -191,7 +191,9 @@ def progress(ctx: Context, req: Request) -> Reply:
     stored = ctx.state.require_file(user, *key)
     have = Bitfield.decode(stored.meta.num_pieces, req.args["have"])
     online = th in ctx.presence.peers
-    if online:
+    if online and not len(have) and stored.meta.num_pieces:
+        ctx.presence.unserve_session(th, key)  # a download that stopped: nothing to serve
+    elif online:
         ctx.presence.serve(th, key, None if have.complete else have)
     return _ok(req, {"online": online})
 

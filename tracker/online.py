@@ -63,6 +63,11 @@ class Presence:
                 peer.serving.pop(key, None)
                 self._unindex(key, th)
 
+    def unserve_session(self, th: bytes, key: FileKey) -> None:
+        peer = self.peers.get(th)
+        if peer is not None and peer.serving.pop(key, "absent") != "absent":
+            self._unindex(key, th)
+
     def unserve_group(self, group: str, user: str) -> None:
         for th, peer in self.peers.items():
             if peer.user == user:
