@@ -51,13 +51,8 @@ class ControlClient:
             self._sock = dealer(self.ctx, self.endpoint, max_msg=TRACKER_MAX_MSG)
         return self._sock
 
-    def _reset(self) -> None:
-        if self._sock is not None:
-            self._sock.close(linger=0)
-            self._sock = None
-
     def close(self) -> None:
-        self._reset()
+        self.reset()
 
     def call(
         self,
@@ -72,41 +67,55 @@ class ControlClient:
         """Send one request and return its reply (which may be an error reply).
 
         Raises LocalError(TIMEOUT) when the tracker did not answer any attempt, and
-        ProtocolError for arguments the tracker would refuse anyway.
+        LocalError for arguments the tracker would refuse anyway.
         """
-        args = args or {}
+        req_id, frames = self.build(op, args or {}, token=token, blob=blob)
+        timeout = self.timeout if timeout is None else timeout
+        attempts = 1 + (self.retries if retries is None else retries)
+        for attempt in range(attempts):
+            self.send(frames)
+            reply = self.receive(req_id, time.monotonic() + timeout)
+            if reply is not None:
+                return reply
+            log.info("no reply to %s from %s (attempt %d/%d)", op, self.endpoint, attempt + 1, attempts)
+            self.reset()
+        raise LocalError(Code.TIMEOUT, f"tracker at {self.endpoint} did not answer {op}")
+
+    def build(
+        self, op: str, args: dict[str, Any], *, token: str | None = None, blob: bytes | None = None
+    ) -> tuple[int, list[bytes]]:
+        """A validated request with a fresh id, encoded; retries resend these same frames."""
         try:
             validate_args(op, args, blob is not None)
         except ProtocolError as exc:
             raise LocalError(exc.code, exc.message) from None
         req = Request(id=next(self._ids), op=op, args=args, cid=self.cid, token=token, blob=blob)
-        frames = encode_request(req)
-        timeout = self.timeout if timeout is None else timeout
-        attempts = 1 + (self.retries if retries is None else retries)
-        for attempt in range(attempts):
-            sock = self._socket()
-            sock.send_multipart(frames, copy=False)
-            reply = self._await(sock, req.id, time.monotonic() + timeout)
-            if reply is not None:
-                return reply
-            log.info("no reply to %s from %s (attempt %d/%d)", op, self.endpoint, attempt + 1, attempts)
-            self._reset()
-        raise LocalError(Code.TIMEOUT, f"tracker at {self.endpoint} did not answer {op}")
+        return req.id, encode_request(req)
 
-    def _await(self, sock: zmq.Socket, req_id: int, deadline: float) -> Reply | None:
+    def send(self, frames: list[bytes]) -> None:
+        self._socket().send_multipart(frames, copy=False)
+
+    def receive(self, req_id: int, deadline: float) -> Reply | None:
+        """The reply to ``req_id`` if it arrives before ``deadline``; stale replies are dropped."""
+        sock = self._socket()
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not sock.poll(left * 1000, zmq.POLLIN):
+            if not sock.poll(max(0.0, left) * 1000, zmq.POLLIN):
                 return None
-            frames = sock.recv_multipart()
             try:
-                reply = decode_reply(frames)
+                reply = decode_reply(sock.recv_multipart())
             except ProtocolError as exc:
                 log.warning("malformed reply from tracker: %s", exc)
                 continue
             if reply.id == req_id:
                 return reply
             log.debug("dropping stale reply %d", reply.id)
+
+    def reset(self) -> None:
+        """Drop the socket (and whatever it still queues); the next send makes a new one."""
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
 
 
 class AsyncControl:
@@ -129,29 +138,21 @@ class AsyncControl:
         return self.op is not None
 
     def start(self, op: str, args: dict[str, Any], *, token: str | None = None) -> None:
-        validate_args(op, args, False)
-        req = Request(id=next(self.client._ids), op=op, args=args, cid=self.client.cid, token=token)
-        self.client._socket().send_multipart(encode_request(req))
-        self.op, self._id, self._deadline = op, req.id, time.monotonic() + self.timeout
+        self._id, frames = self.client.build(op, args, token=token)
+        self.client.send(frames)
+        self.op, self._deadline = op, time.monotonic() + self.timeout
 
     def poll(self) -> tuple[str, Reply | None] | None:
         """(op, reply) once answered, (op, None) once timed out, None while still waiting."""
         if self.op is None:
             return None
-        sock = self.client._socket()
-        while sock.poll(0, zmq.POLLIN):
-            try:
-                reply = decode_reply(sock.recv_multipart())
-            except ProtocolError:
-                continue
-            if reply.id == self._id:
-                op, self.op = self.op, None
-                return op, reply
-        if time.monotonic() >= self._deadline:
-            self.client._reset()
-            op, self.op = self.op, None
-            return op, None
-        return None
+        reply = self.client.receive(self._id, 0.0)  # only what has already arrived
+        if reply is None and time.monotonic() < self._deadline:
+            return None
+        if reply is None:
+            self.client.reset()
+        op, self.op = self.op, None
+        return op, reply
 
     def close(self) -> None:
         self.client.close()

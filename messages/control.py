@@ -47,7 +47,7 @@ class Reply:
         return self.result
 
 
-def _loads_header(raw: Any) -> dict[str, Any]:
+def loads_header(raw: Any) -> dict[str, Any]:
     if len(raw) > MAX_HEADER_BYTES:
         raise ProtocolError(Code.TOO_LARGE, f"header over {MAX_HEADER_BYTES} bytes")
     try:
@@ -64,12 +64,12 @@ def _split(frames: list[Any], tag: bytes) -> tuple[dict[str, Any], bytes | None]
         raise ProtocolError(Code.BAD_FRAME, f"expected 2 or 3 frames, got {len(frames)}")
     if bytes(frames[0]) != tag:
         raise ProtocolError(Code.BAD_FRAME, "unknown protocol tag")
-    header = _loads_header(frames[1])
+    header = loads_header(frames[1])
     blob = bytes(frames[2]) if len(frames) == 3 else None
     return header, blob
 
 
-def _check_id(value: Any) -> int:
+def check_id(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_ID:
         raise ProtocolError(Code.BAD_ARGS, "request id must be a non-negative integer")
     return value
@@ -97,7 +97,7 @@ def encode_request(req: Request) -> list[bytes]:
 
 def decode_request(frames: list[Any]) -> Request:
     header, blob = _split(frames, CONTROL_TAG)
-    req_id = _check_id(header.get("id"))
+    req_id = check_id(header.get("id"))
     op = header.get("op")
     if not isinstance(op, str):
         raise ProtocolError(Code.UNKNOWN_OP, "missing operation")
@@ -130,7 +130,7 @@ def error_reply(req_id: int, err: TorrentError) -> Reply:
 
 def decode_reply(frames: list[Any]) -> Reply:
     header, blob = _split(frames, CONTROL_TAG)
-    req_id = _check_id(header.get("id"))
+    req_id = check_id(header.get("id"))
     ok = header.get("ok")
     if ok is True:
         result = header.get("result", {})

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from .control import _check_id, _loads_header
+from .control import check_id, loads_header
 from .errors import Code, ProtocolError, RemoteError, TorrentError
 from .names import check_file_name, check_name
 from .protocol import MAX_PIECES, OP_GET_PIECE, PIECE_TAG
@@ -52,8 +52,8 @@ def decode_piece_request(frames: list[Any]) -> PieceRequest:
         raise ProtocolError(Code.BAD_FRAME, f"expected 2 frames, got {len(frames)}")
     if bytes(frames[0]) != PIECE_TAG:
         raise ProtocolError(Code.BAD_FRAME, "unknown protocol tag")
-    h = _loads_header(frames[1])
-    req_id = _check_id(h.get("id"))
+    h = loads_header(frames[1])
+    req_id = check_id(h.get("id"))
     if h.get("op") != OP_GET_PIECE:
         raise ProtocolError(Code.UNKNOWN_OP, f"unknown piece operation {str(h.get('op'))[:40]!r}")
     piece = h.get("p")
@@ -79,8 +79,8 @@ def encode_piece_error(req_id: int, piece: int, err: TorrentError) -> list[bytes
 def decode_piece_reply(frames: list[Any]) -> PieceReply:
     if len(frames) not in (2, 3) or bytes(frames[0]) != PIECE_TAG:
         raise ProtocolError(Code.BAD_FRAME, "malformed piece reply")
-    h = _loads_header(getattr(frames[1], "bytes", frames[1]))
-    req_id = _check_id(h.get("id"))
+    h = loads_header(getattr(frames[1], "bytes", frames[1]))
+    req_id = check_id(h.get("id"))
     piece = h.get("p")
     if not isinstance(piece, int) or isinstance(piece, bool):
         raise ProtocolError(Code.BAD_JSON, "piece reply without a piece index")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, TypeVar, get_type_hints
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from .errors import Code, ProtocolError
 
@@ -20,16 +21,15 @@ _NAMES: dict[type, tuple[str, ...]] = {}
 def _accepts(hint: Any, value: Any) -> bool:
     if hint is Any:
         return True
-    options = getattr(hint, "__args__", None) if "|" in repr(hint) or "Union" in repr(hint) else None
-    if options:
-        return any(_accepts(o, value) for o in options)
+    origin = get_origin(hint)
+    if origin in (Union, UnionType):
+        return any(_accepts(o, value) for o in get_args(hint))
     if hint is type(None):
         return value is None
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if hint is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    origin = getattr(hint, "__origin__", None)
     if origin is list:
         return isinstance(value, list)
     if origin is dict:

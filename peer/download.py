@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import zmq
 
@@ -140,11 +140,7 @@ class Download:
     def status(self) -> DownloadStatus:
         with self._lock:
             s = self._status
-            return DownloadStatus(
-                **{f: getattr(s, f) for f in s.__slots__ if f not in ("from_holders", "failures")},
-                from_holders=dict(s.from_holders),
-                failures=dict(s.failures),
-            )
+            return replace(s, from_holders=dict(s.from_holders), failures=dict(s.failures))
 
     # --- the coordinator thread -------------------------------------------------------------
     def _run(self) -> None:

@@ -145,8 +145,9 @@ class Shell:
             for g in groups:
                 t.add_row(g.name, g.admin, str(g.members), g.role or "-")
             self.out.print(t)
-        for g in groups if not self.interactive else ():
-            self.say(f"{g.name}\tadmin={g.admin}\tmembers={g.members}\t{g.role or '-'}")
+        else:
+            for g in groups:
+                self.say(f"{g.name}\tadmin={g.admin}\tmembers={g.members}\t{g.role or '-'}")
 
     def list_requests(self, a: list[str]) -> None:
         users = self.peer.list_requests(a[0])
@@ -172,8 +173,9 @@ class Shell:
             for f in files:
                 t.add_row(f.name, human_size(f.size), str(f.online))
             self.out.print(t)
-        for f in files if not self.interactive else ():
-            self.say(f"{f.name}\t{f.size} bytes ({human_size(f.size)})\t{f.online} online")
+        else:
+            for f in files:
+                self.say(f"{f.name}\t{f.size} bytes ({human_size(f.size)})\t{f.online} online")
 
     def upload_file(self, a: list[str]) -> None:
         if self.interactive:
