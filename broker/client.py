@@ -12,11 +12,12 @@ import itertools
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
-from messages.control import Reply, Request, decode_reply, encode_request
+from messages.control import Reply, Request
 from messages.errors import Code, LocalError, ProtocolError
 from messages.protocol import REQUEST_RETRIES, REQUEST_TIMEOUT, TRACKER_MAX_MSG
 from messages.schema import validate_args
@@ -90,7 +91,7 @@ class ControlClient:
         except ProtocolError as exc:
             raise LocalError(exc.code, exc.message) from None
         req = Request(id=next(self._ids), op=op, args=args, cid=self.cid, token=token, blob=blob)
-        return req.id, encode_request(req)
+        return req.id, req.encode()
 
     def send(self, frames: list[bytes]) -> None:
         self._socket().send_multipart(frames, copy=False)
@@ -100,10 +101,10 @@ class ControlClient:
         sock = self._socket()
         while True:
             left = deadline - time.monotonic()
-            if not sock.poll(max(0.0, left) * 1000, zmq.POLLIN):
+            if not sock.poll(int(max(0.0, left) * 1000), zmq.POLLIN):
                 return None
             try:
-                reply = decode_reply(sock.recv_multipart())
+                reply = Reply.decode(sock.recv_multipart())
             except ProtocolError as exc:
                 log.warning("malformed reply from tracker: %s", exc)
                 continue
@@ -116,6 +117,14 @@ class ControlClient:
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a call of an AsyncControl ended: its reply, or ``None`` when it timed out."""
+
+    op: str
+    reply: Reply | None
 
 
 class AsyncControl:
@@ -142,8 +151,8 @@ class AsyncControl:
         self.client.send(frames)
         self.op, self._deadline = op, time.monotonic() + self.timeout
 
-    def poll(self) -> tuple[str, Reply | None] | None:
-        """(op, reply) once answered, (op, None) once timed out, None while still waiting."""
+    def poll(self) -> Outcome | None:
+        """The outcome once the call ended (answered or timed out); None while still waiting."""
         if self.op is None:
             return None
         reply = self.client.receive(self._id, 0.0)  # only what has already arrived
@@ -152,7 +161,7 @@ class AsyncControl:
         if reply is None:
             self.client.reset()
         op, self.op = self.op, None
-        return op, reply
+        return Outcome(op, reply)
 
     def close(self) -> None:
         self.client.close()

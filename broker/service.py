@@ -10,17 +10,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import zmq
+
+from messages.frames import as_bytes
 
 from .sockets import bound_endpoint, router
 
 log = logging.getLogger(__name__)
 
 Message = tuple[bytes, list[Any]]  # (routing id, frames after it)
-BatchHandler = Callable[[list[Message]], Sequence[Message]]
+BatchHandler = Callable[[list[Message]], Iterable[Message]]
 
 
 class RouterService:
@@ -34,12 +36,16 @@ class RouterService:
         batch: int = 256,
         copy: bool = True,
         hwm: int = 1000,
+        before_send: Callable[[list[Any]], None] | None = None,
     ) -> None:
+        """``handler`` maps a batch to its replies (a sans-I/O core); ``before_send`` runs before
+        each reply goes out, e.g. to pace replies under an upload limit."""
         self.sock = router(ctx, bind, max_msg=max_msg, hwm=hwm)
         self.endpoint = bound_endpoint(self.sock)
         self.handler = handler
         self.batch = batch
         self.copy = copy
+        self.before_send = before_send
         self.dropped = 0  # replies we could not deliver (peer gone or its queue full)
 
     def run(
@@ -55,7 +61,7 @@ class RouterService:
         try:
             while not stop.is_set():
                 timeout = max(0.0, next_tick - time.monotonic())
-                if poller.poll(min(timeout, 0.2) * 1000):
+                if poller.poll(int(min(timeout, 0.2) * 1000)):
                     self._serve_batch()
                 if on_tick is not None and time.monotonic() >= next_tick:
                     on_tick()
@@ -70,9 +76,11 @@ class RouterService:
                 frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=self.copy)
             except zmq.Again:
                 break
-            batch.append((bytes(frames[0]), frames[1:]))
+            batch.append((as_bytes(frames[0]), frames[1:]))
         if batch:
             for ident, reply in self.handler(batch):
+                if self.before_send is not None:
+                    self.before_send(reply)
                 self.send(ident, reply)
 
     def send(self, ident: bytes, frames: list[Any]) -> bool:

@@ -79,8 +79,16 @@ class Bitfield:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Bitfield) and self.size == other.size and self._bits == other._bits
 
+    def to_bytes(self) -> bytes:
+        return bytes(self._bits)
+
     def encode(self) -> str:
-        return base64.b64encode(bytes(self._bits)).decode("ascii")
+        return self.text_of(self._bits)
+
+    @staticmethod
+    def text_of(raw: bytes | bytearray) -> str:
+        """The wire text of raw bitfield bytes (as stored), without building a Bitfield."""
+        return base64.b64encode(bytes(raw)).decode("ascii")
 
     @classmethod
     def decode(cls, size: int, text: object) -> Bitfield:

@@ -1,8 +1,8 @@
-"""Encoding and decoding of control messages (tracker requests and replies).
+"""Control messages: a peer's requests to the tracker and the tracker's replies.
 
-Pure functions over lists of frames: nothing here touches a socket, so every rule is tested
-without one (h11's sans-I/O style). Decoding never trusts its input: a bad message raises a
-ProtocolError whose code and message go straight back to the sender.
+Pure values with ``encode() -> frames`` and ``decode(frames)``: nothing here touches a socket,
+so every rule is tested without one (h11's sans-I/O style). Decoding never trusts its input:
+a bad message raises a ProtocolError whose code and message go straight back to the sender.
 """
 
 from __future__ import annotations
@@ -10,19 +10,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from .errors import Code, ProtocolError, RemoteError, TorrentError
-from .protocol import CONTROL_TAG, MAX_HEADER_BYTES
+from .frames import as_bytes, check_frames, check_id, dumps, loads_header
+from .protocol import CONTROL_TAG, MAX_CID, MAX_TOKEN
 from .schema import validate_args
 
-_MAX_ID = (1 << 53) - 1
-_MAX_CID = 64
-_MAX_TOKEN = 128
 
-
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Request:
+    """A request to the tracker.
+
+    Frames: ``[CONTROL_TAG, header, (blob)]`` with header
+    ``{"id": int, "op": str, "cid": str, "args": {...}, "token": str (optional)}``. ``id`` pairs
+    the reply with the request; ``cid`` names the client, so (cid, id) identifies a retry.
+    The blob frame carries binary arguments (piece digests) that never go through JSON.
+    """
+
     id: int
     op: str
     args: dict[str, Any]
@@ -30,117 +33,100 @@ class Request:
     token: str | None = None
     blob: bytes | None = None
 
+    def encode(self) -> list[bytes]:
+        header: dict[str, Any] = {"id": self.id, "op": self.op, "cid": self.cid, "args": self.args}
+        if self.token is not None:
+            header["token"] = self.token
+        frames = [CONTROL_TAG, dumps(header)]
+        if self.blob is not None:
+            frames.append(self.blob)
+        return frames
 
-@dataclass(slots=True)
+    @classmethod
+    def decode(cls, frames: list[Any]) -> Request:
+        check_frames(frames, CONTROL_TAG, (2, 3))
+        header = loads_header(frames[1])
+        req_id = check_id(header.get("id"))
+        op = header.get("op")
+        if not isinstance(op, str):
+            raise ProtocolError(Code.UNKNOWN_OP, "missing operation")
+        cid = header.get("cid", "")
+        if not isinstance(cid, str) or len(cid) > MAX_CID:
+            raise ProtocolError(Code.BAD_ARGS, "client id must be a short string")
+        token = header.get("token")
+        if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN):
+            raise ProtocolError(Code.BAD_ARGS, "token must be a short string")
+        blob = as_bytes(frames[2]) if len(frames) == 3 else None
+        args = validate_args(op, header.get("args", {}), blob is not None)
+        return cls(id=req_id, op=op, args=args, cid=cid, token=token, blob=blob)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    code: Code | str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
+    """The tracker's answer to one request.
+
+    Frames: ``[CONTROL_TAG, header, (blob)]`` with header ``{"id", "ok": true, "result": {...}}``
+    or ``{"id", "ok": false, "error": {"code", "message"}}``. Build with ``success`` or
+    ``failure``, so a reply is always either a result or an error, never both.
+    """
+
     id: int
-    ok: bool
     result: dict[str, Any] = field(default_factory=dict)
-    error: TorrentError | None = None
+    error: ErrorInfo | None = None
     blob: bytes | None = None
+
+    @classmethod
+    def success(cls, req_id: int, result: dict[str, Any] | None = None, blob: bytes | None = None) -> Reply:
+        return cls(id=req_id, result=result or {}, blob=blob)
+
+    @classmethod
+    def failure(cls, req_id: int, err: TorrentError) -> Reply:
+        return cls(id=req_id, error=ErrorInfo(err.code, err.message))
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
     def unwrap(self) -> dict[str, Any]:
         """The result, or the remote error raised as an exception."""
-        if not self.ok:
-            assert self.error is not None
+        if self.error is not None:
             raise RemoteError(self.error.code, self.error.message)
         return self.result
 
+    def encode(self) -> list[bytes]:
+        header: dict[str, Any] = {"id": self.id, "ok": self.error is None}
+        if self.error is None:
+            header["result"] = self.result
+        else:
+            header["error"] = {"code": str(self.error.code), "message": self.error.message}
+        frames = [CONTROL_TAG, dumps(header)]
+        if self.blob is not None:
+            frames.append(self.blob)
+        return frames
 
-def loads_header(raw: Any) -> dict[str, Any]:
-    if len(raw) > MAX_HEADER_BYTES:
-        raise ProtocolError(Code.TOO_LARGE, f"header over {MAX_HEADER_BYTES} bytes")
-    try:
-        header = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ProtocolError(Code.BAD_JSON, "header is not valid JSON") from None
-    if not isinstance(header, dict):
-        raise ProtocolError(Code.BAD_JSON, "header must be a JSON object")
-    return header
-
-
-def _split(frames: list[Any], tag: bytes) -> tuple[dict[str, Any], bytes | None]:
-    if len(frames) not in (2, 3):
-        raise ProtocolError(Code.BAD_FRAME, f"expected 2 or 3 frames, got {len(frames)}")
-    if bytes(frames[0]) != tag:
-        raise ProtocolError(Code.BAD_FRAME, "unknown protocol tag")
-    header = loads_header(frames[1])
-    blob = bytes(frames[2]) if len(frames) == 3 else None
-    return header, blob
-
-
-def check_id(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_ID:
-        raise ProtocolError(Code.BAD_ARGS, "request id must be a non-negative integer")
-    return value
-
-
-def peek_id(frames: list[Any]) -> int:
-    """Best-effort request id of a message that failed to decode, so the error can be matched."""
-    try:
-        header = orjson.loads(frames[1]) if len(frames) >= 2 else None
-    except (orjson.JSONDecodeError, TypeError):
-        return 0
-    value = header.get("id") if isinstance(header, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_ID else 0
-
-
-def encode_request(req: Request) -> list[bytes]:
-    header: dict[str, Any] = {"id": req.id, "op": req.op, "cid": req.cid, "args": req.args}
-    if req.token is not None:
-        header["token"] = req.token
-    frames = [CONTROL_TAG, orjson.dumps(header)]
-    if req.blob is not None:
-        frames.append(req.blob)
-    return frames
-
-
-def decode_request(frames: list[Any]) -> Request:
-    header, blob = _split(frames, CONTROL_TAG)
-    req_id = check_id(header.get("id"))
-    op = header.get("op")
-    if not isinstance(op, str):
-        raise ProtocolError(Code.UNKNOWN_OP, "missing operation")
-    cid = header.get("cid", "")
-    if not isinstance(cid, str) or len(cid) > _MAX_CID:
-        raise ProtocolError(Code.BAD_ARGS, "client id must be a short string")
-    token = header.get("token")
-    if token is not None and (not isinstance(token, str) or len(token) > _MAX_TOKEN):
-        raise ProtocolError(Code.BAD_ARGS, "token must be a short string")
-    args = validate_args(op, header.get("args", {}), blob is not None)
-    return Request(id=req_id, op=op, args=args, cid=cid, token=token, blob=blob)
-
-
-def encode_reply(reply: Reply) -> list[bytes]:
-    header: dict[str, Any] = {"id": reply.id, "ok": reply.ok}
-    if reply.ok:
-        header["result"] = reply.result
-    else:
-        assert reply.error is not None
-        header["error"] = reply.error.to_dict()
-    frames = [CONTROL_TAG, orjson.dumps(header)]
-    if reply.blob is not None:
-        frames.append(reply.blob)
-    return frames
-
-
-def error_reply(req_id: int, err: TorrentError) -> Reply:
-    return Reply(id=req_id, ok=False, error=err)
-
-
-def decode_reply(frames: list[Any]) -> Reply:
-    header, blob = _split(frames, CONTROL_TAG)
-    req_id = check_id(header.get("id"))
-    ok = header.get("ok")
-    if ok is True:
-        result = header.get("result", {})
-        if not isinstance(result, dict):
-            raise ProtocolError(Code.BAD_JSON, "result must be an object")
-        return Reply(id=req_id, ok=True, result=result, blob=blob)
-    err = header.get("error")
-    if ok is not False or not isinstance(err, dict):
-        raise ProtocolError(Code.BAD_JSON, "reply needs ok and a result or an error")
-    code, message = err.get("code"), err.get("message")
-    if not isinstance(code, str) or not isinstance(message, str):
-        raise ProtocolError(Code.BAD_JSON, "error needs a code and a message")
-    return Reply(id=req_id, ok=False, error=RemoteError(code, message), blob=blob)
+    @classmethod
+    def decode(cls, frames: list[Any]) -> Reply:
+        check_frames(frames, CONTROL_TAG, (2, 3))
+        header = loads_header(frames[1])
+        req_id = check_id(header.get("id"))
+        blob = as_bytes(frames[2]) if len(frames) == 3 else None
+        ok = header.get("ok")
+        if ok is True:
+            result = header.get("result", {})
+            if not isinstance(result, dict):
+                raise ProtocolError(Code.BAD_JSON, "result must be an object")
+            return cls(id=req_id, result=result, blob=blob)
+        err = header.get("error")
+        if ok is not False or not isinstance(err, dict):
+            raise ProtocolError(Code.BAD_JSON, "reply needs ok and a result or an error")
+        code, message = err.get("code"), err.get("message")
+        if not isinstance(code, str) or not isinstance(message, str):
+            raise ProtocolError(Code.BAD_JSON, "error needs a code and a message")
+        known: Code | str = Code(code) if code in Code._value2member_map_ else code
+        return cls(id=req_id, error=ErrorInfo(known, message[:1000]), blob=blob)

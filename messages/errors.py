@@ -1,8 +1,10 @@
 """Error codes and the exceptions that carry them.
 
-Codes are stable strings: scripts and tests match on them, people read the message. As in h11,
-``RemoteError`` (the other side refused or misbehaved) is kept apart from ``LocalError`` (our
-caller misused the API or the local disk failed), so callers can tell whom to blame.
+Codes are stable strings: scripts and tests match on them, people read the message. The
+exception classes name a *kind*, not a point of view (h11's lesson): a rule that says no raises
+``Refused``; malformed input is a ``ProtocolError``; ``RemoteError`` is made only by the
+decoders, from an error reply the other side sent; ``LocalError`` only by the peer's own
+checks and its local disk. A server answers any of them with the same code and message.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class Code(StrEnum):
     BAD_NAME = "bad_name"
     UNAUTHORIZED = "unauthorized"  # no session, or an unknown/expired token
     WRONG_PASSWORD = "wrong_password"
+    THROTTLED = "throttled"  # too many wrong passwords: wait before trying again
     NO_SUCH_USER = "no_such_user"
     USER_EXISTS = "user_exists"
     NO_SUCH_GROUP = "no_such_group"
@@ -34,22 +37,30 @@ class Code(StrEnum):
     BAD_GRANT = "bad_grant"
     FILE_CHANGED = "file_changed"  # the seeder's copy changed on disk since it was shared
     NO_SUCH_PIECE = "no_such_piece"
+    BAD_PIECE = "bad_piece"  # a piece whose length or SHA-256 does not match
+    BUSY = "busy"  # the other side is at capacity: ask elsewhere or later
     NO_HOLDERS = "no_holders"
     TIMEOUT = "timeout"
     NOT_LOGGED_IN = "not_logged_in"
     ALREADY_LOGGED_IN = "already_logged_in"
     DOWNLOAD_FAILED = "download_failed"
     BAD_PATH = "bad_path"
+    NO_SPACE = "no_space"  # a local disk is full
     IO_ERROR = "io_error"
+    BAD_KEY = "bad_key"  # a CURVE key that is malformed, unknown or not the pinned one
     INTERNAL = "internal"
 
 
 class TorrentError(Exception):
-    """Base: a failure with a stable ``code`` and a human ``message``."""
+    """Base: a failure with a stable ``code`` and a human ``message``.
+
+    ``code`` is a ``Code``; only a RemoteError from a newer peer may carry a code string this
+    version does not know, which is kept as the plain string.
+    """
 
     def __init__(self, code: Code | str, message: str) -> None:
         super().__init__(message)
-        self.code = Code(code) if code in Code._value2member_map_ else code
+        self.code: Code | str = Code(code) if code in Code._value2member_map_ else code
         self.message = message
 
     def __str__(self) -> str:
@@ -59,13 +70,17 @@ class TorrentError(Exception):
         return {"code": str(self.code), "message": self.message}
 
 
-class RemoteError(TorrentError):
-    """The tracker or a seeder answered with an error."""
-
-
-class LocalError(TorrentError):
-    """We refused before sending anything, or a local resource failed."""
+class Refused(TorrentError):
+    """A rule said no: not a member, no such file, wrong password, piece not held."""
 
 
 class ProtocolError(TorrentError):
-    """A message on the wire did not follow the protocol."""
+    """A message did not follow the protocol (frames, JSON, types, names, limits)."""
+
+
+class RemoteError(TorrentError):
+    """The tracker or a seeder answered with an error (made only by the decoders)."""
+
+
+class LocalError(TorrentError):
+    """We refused before sending anything, or a local resource (disk, folder) failed."""

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import time
 
-from .errors import Code, ProtocolError
+from .errors import Code, Refused
 from .records import Grant
 
 
@@ -28,9 +28,9 @@ def make_grant(key: bytes, user: str, group: str, file: str, lifetime: float) ->
 def check_grant(key: bytes, grant: Grant, group: str, file: str, now: float | None = None) -> None:
     """Raise BAD_GRANT unless ``grant`` was signed with ``key`` for this file and is current."""
     if grant.group != group or grant.file != file:
-        raise ProtocolError(Code.BAD_GRANT, "grant is for another file")
+        raise Refused(Code.BAD_GRANT, "grant is for another file")
     if grant.exp < (time.time() if now is None else now):
-        raise ProtocolError(Code.BAD_GRANT, "grant expired")
+        raise Refused(Code.BAD_GRANT, "grant expired")
     expected = _mac(key, grant.user, grant.group, grant.file, grant.exp)
     if not hmac.compare_digest(expected.encode(), grant.mac.encode("utf-8", "replace")):
-        raise ProtocolError(Code.BAD_GRANT, "grant signature does not match")
+        raise Refused(Code.BAD_GRANT, "grant signature does not match")

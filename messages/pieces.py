@@ -9,90 +9,97 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from .control import check_id, loads_header
-from .errors import Code, ProtocolError, RemoteError, TorrentError
+from .control import ErrorInfo
+from .errors import Code, ProtocolError, TorrentError
+from .frames import check_frames, check_id, check_int, dumps, is_int, loads_header
 from .names import check_file_name, check_name
 from .protocol import MAX_PIECES, OP_GET_PIECE, PIECE_TAG
 from .records import Grant
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class PieceRequest:
+    """Ask a seeder for one piece.
+
+    Frames: ``[PIECE_TAG, header]`` with header
+    ``{"id": int, "op": "get", "g": group, "f": file, "p": piece index, "grant": Grant}``.
+    """
+
     id: int
     group: str
     file: str
     piece: int
     grant: Grant
 
+    def encode(self) -> list[bytes]:
+        header = {
+            "id": self.id,
+            "op": OP_GET_PIECE,
+            "g": self.group,
+            "f": self.file,
+            "p": self.piece,
+            "grant": self.grant.to_wire(),
+        }
+        return [PIECE_TAG, dumps(header)]
 
-@dataclass(slots=True)
+    @classmethod
+    def decode(cls, frames: list[Any]) -> PieceRequest:
+        check_frames(frames, PIECE_TAG, (2,))
+        h = loads_header(frames[1])
+        req_id = check_id(h.get("id"))
+        if h.get("op") != OP_GET_PIECE:
+            raise ProtocolError(Code.UNKNOWN_OP, f"unknown piece operation {str(h.get('op'))[:40]!r}")
+        return cls(
+            id=req_id,
+            group=check_name(h.get("g"), "group name"),
+            file=check_file_name(h.get("f")),
+            piece=check_int(h.get("p"), 0, MAX_PIECES - 1, "piece"),
+            grant=Grant.from_wire(h.get("grant")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class PieceReply:
+    """A seeder's answer: the piece's bytes, or why not.
+
+    Frames: ``[PIECE_TAG, {"id", "p", "ok": true}, payload]`` or
+    ``[PIECE_TAG, {"id", "p", "ok": false, "error": {"code", "message"}}]``. ``payload`` is
+    the received frame itself (a ``zmq.Frame``), or bytes/a buffer when sending.
+    """
+
     id: int
     piece: int
-    payload: Any = None  # zmq.Frame or bytes when ok
-    error: TorrentError | None = None
+    payload: Any = None
+    error: ErrorInfo | None = None
 
+    @classmethod
+    def failure(cls, req_id: int, piece: int, err: TorrentError) -> PieceReply:
+        return cls(id=req_id, piece=piece, error=ErrorInfo(err.code, err.message))
 
-def encode_piece_request(req: PieceRequest) -> list[bytes]:
-    header = {
-        "id": req.id,
-        "op": OP_GET_PIECE,
-        "g": req.group,
-        "f": req.file,
-        "p": req.piece,
-        "grant": req.grant.to_wire(),
-    }
-    return [PIECE_TAG, orjson.dumps(header)]
+    def encode(self) -> list[Any]:
+        if self.error is None:
+            return [PIECE_TAG, dumps({"id": self.id, "p": self.piece, "ok": True}), self.payload]
+        err = {"code": str(self.error.code), "message": self.error.message}
+        return [PIECE_TAG, dumps({"id": self.id, "p": self.piece, "ok": False, "error": err})]
 
-
-def decode_piece_request(frames: list[Any]) -> PieceRequest:
-    if len(frames) != 2:
-        raise ProtocolError(Code.BAD_FRAME, f"expected 2 frames, got {len(frames)}")
-    if bytes(frames[0]) != PIECE_TAG:
-        raise ProtocolError(Code.BAD_FRAME, "unknown protocol tag")
-    h = loads_header(frames[1])
-    req_id = check_id(h.get("id"))
-    if h.get("op") != OP_GET_PIECE:
-        raise ProtocolError(Code.UNKNOWN_OP, f"unknown piece operation {str(h.get('op'))[:40]!r}")
-    piece = h.get("p")
-    if not isinstance(piece, int) or isinstance(piece, bool) or not 0 <= piece < MAX_PIECES:
-        raise ProtocolError(Code.BAD_ARGS, "piece must be a non-negative integer")
-    return PieceRequest(
-        id=req_id,
-        group=check_name(h.get("g"), "group name"),
-        file=check_file_name(h.get("f")),
-        piece=piece,
-        grant=Grant.from_wire(h.get("grant")),
-    )
-
-
-def encode_piece_reply(req_id: int, piece: int, payload: Any) -> list[Any]:
-    return [PIECE_TAG, orjson.dumps({"id": req_id, "p": piece, "ok": True}), payload]
-
-
-def encode_piece_error(req_id: int, piece: int, err: TorrentError) -> list[bytes]:
-    return [PIECE_TAG, orjson.dumps({"id": req_id, "p": piece, "ok": False, "error": err.to_dict()})]
-
-
-def decode_piece_reply(frames: list[Any]) -> PieceReply:
-    if len(frames) not in (2, 3) or bytes(frames[0]) != PIECE_TAG:
-        raise ProtocolError(Code.BAD_FRAME, "malformed piece reply")
-    h = loads_header(getattr(frames[1], "bytes", frames[1]))
-    req_id = check_id(h.get("id"))
-    piece = h.get("p")
-    if not isinstance(piece, int) or isinstance(piece, bool):
-        raise ProtocolError(Code.BAD_JSON, "piece reply without a piece index")
-    if h.get("ok") is True:
-        if len(frames) == 3:
-            return PieceReply(id=req_id, piece=piece, payload=frames[2])
-        # Answer the request as failed now rather than let it run into its timeout.
-        return PieceReply(
-            id=req_id, piece=piece, error=RemoteError(Code.BAD_FRAME, "piece reply without payload")
-        )
-    err = h.get("error")
-    if not isinstance(err, dict):
-        raise ProtocolError(Code.BAD_FRAME, "piece reply with neither payload nor error")
-    code, message = err.get("code", Code.BAD_FRAME), err.get("message", "malformed piece reply")
-    return PieceReply(id=req_id, piece=piece, error=RemoteError(str(code), str(message)))
+    @classmethod
+    def decode(cls, frames: list[Any]) -> PieceReply:
+        check_frames(frames, PIECE_TAG, (2, 3))
+        h = loads_header(frames[1])
+        req_id = check_id(h.get("id"))
+        piece = h.get("p")
+        if not is_int(piece):
+            raise ProtocolError(Code.BAD_JSON, "piece reply without a piece index")
+        if h.get("ok") is True:
+            if len(frames) == 3:
+                return cls(id=req_id, piece=piece, payload=frames[2])
+            # Answer the request as failed now rather than let it run into its timeout.
+            return cls(id=req_id, piece=piece, error=ErrorInfo(Code.BAD_FRAME, "piece reply without payload"))
+        err = h.get("error")
+        if h.get("ok") is not False or not isinstance(err, dict) or len(frames) != 2:
+            raise ProtocolError(Code.BAD_FRAME, "piece reply with neither payload nor error")
+        code, message = err.get("code"), err.get("message")
+        if not isinstance(code, str) or not isinstance(message, str):
+            raise ProtocolError(Code.BAD_JSON, "error needs a code and a message")
+        known: Code | str = Code(code) if code in Code._value2member_map_ else code
+        return cls(id=req_id, piece=piece, error=ErrorInfo(known, message[:1000]))

@@ -1,69 +1,93 @@
 """The downloader's internal pipeline messages (inproc, between threads of one process).
 
-ventilator -> worker:  [ASSIGN, header]            header = {piece, holder, endpoint, grant}
-worker -> sink:        [READY]                     once, when the worker's sockets are up
-                       [RESULT, header, payload?]  header = {piece, holder, ok, code, message, bad}
+    coordinator (ventilator) --PUSH Assignment--> workers --PUSH Result--> coordinator (sink)
 
-A result's payload is the very zmq.Frame the seeder's bytes arrived in: passing it over inproc
-moves a reference, not the bytes.
+Workers fetch, verify and write each piece themselves; the sink owns which pieces are in.
+These messages never leave the process, so their decoders trust their input (the coordinator
+validated every grant and holder when the tracker's list arrived).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import orjson
 
+from .errors import Code
+from .frames import as_bytes
+from .records import Grant
+
 ASSIGN = b"A"
-READY = b"W"
+READY = b"W"  # a worker's first message: its sockets are up, the ventilator may send
 RESULT = b"R"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Assignment:
+    """Fetch ``piece`` from the holder at ``holder`` (its endpoint) within ``timeout`` seconds.
+
+    Frames: ``[ASSIGN, {"p": piece, "h": holder, "k": holder's key, "g": Grant, "t": timeout}]``.
+    """
+
     piece: int
     holder: str
-    endpoint: str
-    grant: dict[str, Any]
+    grant: Grant
     timeout: float
+    key: str = ""  # the holder's public key ("" when it serves without encryption)
 
     def encode(self) -> list[bytes]:
-        h = {"p": self.piece, "h": self.holder, "e": self.endpoint, "g": self.grant, "t": self.timeout}
+        h = {"p": self.piece, "h": self.holder, "k": self.key, "g": self.grant.to_wire(), "t": self.timeout}
         return [ASSIGN, orjson.dumps(h)]
 
     @classmethod
     def decode(cls, frames: list[Any]) -> Assignment:
-        h = orjson.loads(frames[1])
-        return cls(piece=h["p"], holder=h["h"], endpoint=h["e"], grant=h["g"], timeout=h["t"])
+        h = orjson.loads(as_bytes(frames[1]))
+        return cls(piece=h["p"], holder=h["h"], grant=Grant(**h["g"]), timeout=h["t"], key=h["k"])
 
 
-@dataclass(slots=True)
+class Outcome(StrEnum):
+    OK = "ok"  # verified and written at its offset
+    FAILED = "failed"  # the holder did not deliver (timeout, error reply): try elsewhere
+    BAD_DATA = "bad_data"  # the holder sent bytes that failed verification: never ask it again
+    LOCAL = "local"  # our side failed (disk full, I/O error): the download cannot go on
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
+    """What became of one assignment.
+
+    Frames: ``[RESULT, {"p": piece, "h": holder, "o": outcome, "c": code, "m": message}]``.
+    """
+
     piece: int
     holder: str
-    ok: bool
+    outcome: Outcome
     code: str = ""
     message: str = ""
-    bad_data: bool = False  # the holder sent bytes that failed verification: do not ask it again
-    payload: Any = None
 
-    def encode(self) -> list[Any]:
-        h = {
-            "p": self.piece,
-            "h": self.holder,
-            "ok": self.ok,
-            "c": self.code,
-            "m": self.message,
-            "b": self.bad_data,
-        }
-        frames: list[Any] = [RESULT, orjson.dumps(h)]
-        if self.payload is not None:
-            frames.append(self.payload)
-        return frames
+    @classmethod
+    def ok(cls, piece: int, holder: str) -> Result:
+        return cls(piece, holder, Outcome.OK)
+
+    @classmethod
+    def fail(cls, piece: int, holder: str, code: Code | str, message: str) -> Result:
+        return cls(piece, holder, Outcome.FAILED, str(code), message)
+
+    @classmethod
+    def bad_data(cls, piece: int, holder: str, message: str) -> Result:
+        return cls(piece, holder, Outcome.BAD_DATA, str(Code.BAD_PIECE), message)
+
+    @classmethod
+    def local(cls, piece: int, holder: str, code: Code, message: str) -> Result:
+        return cls(piece, holder, Outcome.LOCAL, str(code), message)
+
+    def encode(self) -> list[bytes]:
+        h = {"p": self.piece, "h": self.holder, "o": str(self.outcome), "c": self.code, "m": self.message}
+        return [RESULT, orjson.dumps(h)]
 
     @classmethod
     def decode(cls, frames: list[Any]) -> Result:
-        h = orjson.loads(frames[1].bytes if hasattr(frames[1], "bytes") else frames[1])
-        payload = frames[2] if len(frames) > 2 else None
-        return cls(h["p"], h["h"], h["ok"], h["c"], h["m"], h["b"], payload)
+        h = orjson.loads(as_bytes(frames[1]))
+        return cls(h["p"], h["h"], Outcome(h["o"]), h["c"], h["m"])

@@ -3,20 +3,11 @@
 Modelled on the ZeroMQ Guide's ``MDP.py``: the wire protocol is spelled out here so the
 tracker, the peer and the tests agree on it by import, never by copy.
 
-Control messages (peer DEALER <-> tracker ROUTER)::
-
-    request:  [CONTROL_TAG, header JSON, (blob)]   header = {"id", "op", "cid", "args", "token"?}
-    reply:    [CONTROL_TAG, header JSON, (blob)]   header = {"id", "ok": true, "result"}
-                                                    or {"id", "ok": false, "error": {code, message}}
-
-Piece messages (downloader DEALER <-> seeder ROUTER)::
-
-    request:  [PIECE_TAG, header JSON]             header = {"id", "g", "f", "p", "grant"}
-    reply:    [PIECE_TAG, header JSON, payload]    header = {"id", "p", "ok": true}
-              [PIECE_TAG, header JSON]             header = {"id", "p", "ok": false, "error"}
-
-The optional blob frame carries binary data (concatenated SHA-256 piece digests) so it never
-goes through JSON; piece payloads are raw frames for the same reason.
+Each message family spells out its own frame layout in its class docstring (the way zguide's
+kvmsg does): ``messages.control`` (tracker requests, replies), ``messages.pieces`` (piece
+requests and replies), ``messages.pipeline`` (the downloader's inproc messages) and
+``messages.events`` (progress events). Binary data (piece digests, piece payloads) always
+travels as raw frames, never inside JSON.
 """
 
 from __future__ import annotations
@@ -26,6 +17,11 @@ PIECE_TAG = b"TPC1"
 
 # Sizes.
 MAX_HEADER_BYTES = 64 * 1024  # a JSON header never needs more; bigger is an attack or a bug
+MAX_ID = (1 << 53) - 1  # request ids: exact in JSON numbers everywhere
+MAX_CID = 64  # client id string
+MAX_TOKEN = 128  # session token string
+MAX_FILE_SIZE = 1 << 50
+MAX_SHARES = 10_000  # shares in one announce
 MAX_NAME_LEN = 64  # user and group names
 MAX_FILE_NAME_BYTES = 255  # one path component on common file systems
 MAX_PASSWORD_LEN = 1024

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from enum import Enum
 from types import UnionType
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -19,6 +20,10 @@ _NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _accepts(hint: Any, value: Any) -> bool:
+    if isinstance(hint, type) and issubclass(hint, Record):
+        return isinstance(value, dict)
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return isinstance(value, str) and value in hint._value2member_map_
     if hint is Any:
         return True
     origin = get_origin(hint)
@@ -41,12 +46,17 @@ class Record:
     """Mixin: dataclass <-> JSON-ready dict with type checks on the way in."""
 
     def to_wire(self) -> dict[str, Any]:
-        # Fields hold JSON values only (no nested records), so a shallow dict is the wire form;
-        # dataclasses.asdict's recursive deep copy was a fifth of the tracker's time on reads.
+        # Fields hold JSON values or records, so a shallow dict (records turned into dicts) is
+        # the wire form; dataclasses.asdict's recursive deep copy was a fifth of the tracker's
+        # time on reads.
         names = _NAMES.get(type(self))
         if names is None:
             names = _NAMES[type(self)] = tuple(f.name for f in dataclasses.fields(self))  # type: ignore[arg-type]
-        return {n: getattr(self, n) for n in names}
+        out = {}
+        for n in names:
+            value = getattr(self, n)
+            out[n] = value.to_wire() if isinstance(value, Record) else value
+        return out
 
     @classmethod
     def from_wire(cls: type[T], data: Any) -> T:
@@ -60,6 +70,8 @@ class Record:
             value = data.get(name)
             if not _accepts(hint, value):
                 raise ProtocolError(Code.BAD_JSON, f"{cls.__name__}.{name} has the wrong type")
+            if isinstance(hint, type) and issubclass(hint, (Record, Enum)):
+                value = hint.from_wire(value) if issubclass(hint, Record) else hint(value)
             values[name] = value
         return cls(**values)
 
@@ -97,6 +109,20 @@ class FileMeta(Record):
     def piece_len(self, index: int) -> int:
         return min(self.piece_size, self.size - index * self.piece_size)
 
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.group, self.name)
+
+    def share_args(self) -> dict[str, Any]:
+        """The arguments of share_file for this file (the digests travel as the blob)."""
+        return {
+            "group": self.group,
+            "file": self.name,
+            "size": self.size,
+            "piece_size": self.piece_size,
+            "root": self.root,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Grant(Record):
@@ -117,7 +143,7 @@ class Holder(Record):
     user: str
     endpoint: str
     have: str | None  # base64 bitfield for a partial holder; None when complete
-    grant: dict[str, Any]
+    grant: Grant
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from . import protocol as P
 from .errors import Code, ProtocolError
+from .frames import check_int
 from .names import check_file_name, check_name
 
 Validator = Callable[[Any], Any]
@@ -35,17 +37,11 @@ def _password(v: Any) -> str:
 
 
 def _size(v: Any) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0 or v > 1 << 50:
-        raise ProtocolError(Code.BAD_ARGS, "size must be a non-negative integer")
-    return v
+    return check_int(v, 0, P.MAX_FILE_SIZE, "size")
 
 
 def _piece_size(v: Any) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or not P.MIN_PIECE_SIZE <= v <= P.MAX_PIECE_SIZE:
-        raise ProtocolError(
-            Code.BAD_ARGS, f"piece size must be an integer from {P.MIN_PIECE_SIZE} to {P.MAX_PIECE_SIZE}"
-        )
-    return v
+    return check_int(v, P.MIN_PIECE_SIZE, P.MAX_PIECE_SIZE, "piece size")
 
 
 def _hex64(v: Any) -> str:
@@ -54,11 +50,17 @@ def _hex64(v: Any) -> str:
     return v
 
 
-def _endpoint(v: Any) -> str:
+def check_endpoint(v: Any, *, any_port: bool = False) -> str:
+    """tcp://HOST:PORT; ``any_port`` also allows port 0 (bind to any free port)."""
     m = _ENDPOINT_RE.fullmatch(v) if isinstance(v, str) else None
-    if m is None or not 1 <= int(m.group(2)) <= 65535:
-        raise ProtocolError(Code.BAD_ARGS, "endpoint must look like tcp://HOST:PORT (port 1-65535)")
+    lowest = 0 if any_port else 1
+    if m is None or not lowest <= int(m.group(2)) <= 65535:
+        raise ProtocolError(Code.BAD_ARGS, f"endpoint must look like tcp://HOST:PORT (port {lowest}-65535)")
     return v
+
+
+def _endpoint(v: Any) -> str:
+    return check_endpoint(v)
 
 
 def _bitfield_text(v: Any) -> str:
@@ -69,8 +71,8 @@ def _bitfield_text(v: Any) -> str:
 
 def _share_refs(v: Any) -> list[dict[str, Any]]:
     """announce's list of what a peer serves: complete files, or partial ones with a bitfield."""
-    if not isinstance(v, list) or len(v) > 10_000:
-        raise ProtocolError(Code.BAD_ARGS, "shares must be a list (at most 10000)")
+    if not isinstance(v, list) or len(v) > P.MAX_SHARES:
+        raise ProtocolError(Code.BAD_ARGS, f"shares must be a list (at most {P.MAX_SHARES})")
     out = []
     for item in v:
         if not isinstance(item, dict):
@@ -82,53 +84,45 @@ def _share_refs(v: Any) -> list[dict[str, Any]]:
     return out
 
 
-_G = {"group": _group}
-_GF = {"group": _group, "file": check_file_name}
-_GU = {"group": _group, "user": _user}
+_G: dict[str, Validator] = {"group": _group}
+_GF: dict[str, Validator] = {"group": _group, "file": check_file_name}
+_GU: dict[str, Validator] = {"group": _group, "user": _user}
 
-# op -> (needs a session token, {field: validator}, carries a blob frame)
-OPS: dict[str, tuple[bool, dict[str, Validator], bool]] = {
-    P.OP_PING: (False, {}, False),
-    P.OP_CREATE_USER: (False, {"user": _user, "password": _password}, False),
-    P.OP_LOGIN: (False, {"user": _user, "password": _password}, False),
-    P.OP_LOGOUT: (True, {}, False),
-    P.OP_CREATE_GROUP: (True, _G, False),
-    P.OP_JOIN_GROUP: (True, _G, False),
-    P.OP_LEAVE_GROUP: (True, _G, False),
-    P.OP_LIST_GROUPS: (True, {}, False),
-    P.OP_LIST_REQUESTS: (True, _G, False),
-    P.OP_ACCEPT_REQUEST: (True, _GU, False),
-    P.OP_REJECT_REQUEST: (True, _GU, False),
-    P.OP_LIST_FILES: (True, _G, False),
-    P.OP_FILE_INFO: (True, _GF, False),
-    P.OP_SHARE_FILE: (
-        True,
-        {**_GF, "size": _size, "piece_size": _piece_size, "root": _hex64},
-        True,
+
+@dataclass(frozen=True, slots=True)
+class OpSpec:
+    """How the tracker treats one operation."""
+
+    fields: dict[str, Validator]
+    token: bool = True  # needs a session: the tracker checks it once, before any handler runs
+    write: bool = False  # durable: committed before the reply, answered from a cache on retry
+    blob: bool = False  # carries a binary frame
+    read: bool = False  # changes nothing, so it needs no savepoint of its own
+
+
+OPS: dict[str, OpSpec] = {
+    P.OP_PING: OpSpec({}, token=False, read=True),
+    P.OP_CREATE_USER: OpSpec({"user": _user, "password": _password}, token=False, write=True),
+    P.OP_LOGIN: OpSpec({"user": _user, "password": _password}, token=False, write=True),
+    P.OP_LOGOUT: OpSpec({}, write=True),
+    P.OP_CREATE_GROUP: OpSpec(_G, write=True),
+    P.OP_JOIN_GROUP: OpSpec(_G, write=True),
+    P.OP_LEAVE_GROUP: OpSpec(_G, write=True),
+    P.OP_LIST_GROUPS: OpSpec({}, read=True),
+    P.OP_LIST_REQUESTS: OpSpec(_G, read=True),
+    P.OP_ACCEPT_REQUEST: OpSpec(_GU, write=True),
+    P.OP_REJECT_REQUEST: OpSpec(_GU, write=True),
+    P.OP_LIST_FILES: OpSpec(_G, read=True),
+    P.OP_FILE_INFO: OpSpec(_GF, read=True),
+    P.OP_SHARE_FILE: OpSpec(
+        {**_GF, "size": _size, "piece_size": _piece_size, "root": _hex64}, write=True, blob=True
     ),
-    P.OP_STOP_SHARE: (True, _GF, False),
-    P.OP_HOLDERS: (True, _GF, False),
-    P.OP_ANNOUNCE: (True, {"endpoint": _endpoint, "seed_key": _hex64, "shares": _share_refs}, False),
-    P.OP_PROGRESS: (True, {**_GF, "have": _bitfield_text}, False),
-    P.OP_HEARTBEAT: (True, {}, False),
+    P.OP_STOP_SHARE: OpSpec(_GF, write=True),
+    P.OP_HOLDERS: OpSpec(_GF, read=True),
+    P.OP_ANNOUNCE: OpSpec({"endpoint": _endpoint, "seed_key": _hex64, "shares": _share_refs}),
+    P.OP_PROGRESS: OpSpec({**_GF, "have": _bitfield_text}),
+    P.OP_HEARTBEAT: OpSpec({}),
 }
-
-# Ops whose effects are durable: the tracker commits before replying and caches the reply
-# so a retried request (same client id and request id) gets the same answer.
-WRITE_OPS = frozenset(
-    {
-        P.OP_CREATE_USER,
-        P.OP_LOGIN,
-        P.OP_LOGOUT,
-        P.OP_CREATE_GROUP,
-        P.OP_JOIN_GROUP,
-        P.OP_LEAVE_GROUP,
-        P.OP_ACCEPT_REQUEST,
-        P.OP_REJECT_REQUEST,
-        P.OP_SHARE_FILE,
-        P.OP_STOP_SHARE,
-    }
-)
 
 
 def validate_args(op: str, args: Any, has_blob: bool) -> dict[str, Any]:
@@ -136,21 +130,16 @@ def validate_args(op: str, args: Any, has_blob: bool) -> dict[str, Any]:
     spec = OPS.get(op)
     if spec is None:
         raise ProtocolError(Code.UNKNOWN_OP, f"unknown operation {str(op)[:40]!r}")
-    _, fields, wants_blob = spec
     if not isinstance(args, dict):
         raise ProtocolError(Code.BAD_ARGS, "args must be an object")
-    extra = set(args) - set(fields)
+    extra = set(args) - set(spec.fields)
     if extra:
         raise ProtocolError(Code.BAD_ARGS, f"{op}: unexpected argument {sorted(extra)[0][:40]!r}")
     clean = {}
-    for name, check in fields.items():
+    for name, check in spec.fields.items():
         if name not in args:
             raise ProtocolError(Code.BAD_ARGS, f"{op}: missing argument {name!r}")
         clean[name] = check(args[name])
-    if wants_blob != has_blob:
-        raise ProtocolError(Code.BAD_FRAME, f"{op}: {'missing' if wants_blob else 'unexpected'} data frame")
+    if spec.blob != has_blob:
+        raise ProtocolError(Code.BAD_FRAME, f"{op}: {'missing' if spec.blob else 'unexpected'} data frame")
     return clean
-
-
-def needs_token(op: str) -> bool:
-    return OPS[op][0]

@@ -1,8 +1,9 @@
 """The peer's Python API: what the shell, the tests and the demos all drive.
 
 A ``Peer`` owns a seeder thread, a presence thread and the running downloads; each method here
-is one user action, raising a TorrentError (code + message) when it cannot be done. Every
-thread that calls the tracker gets its own DEALER (one socket, one thread).
+is one user action, raising a TorrentError (code + message) when it cannot be done. The API is
+meant for one thread (the shell's): its DEALER to the tracker belongs to that thread, and the
+other threads (presence, downloads) make and close their own (one socket, one thread).
 """
 
 from __future__ import annotations
@@ -15,18 +16,22 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import zmq
+
 from broker.client import ControlClient
-from broker.publish import EventBus
+from broker.eventbus import EventBus
 from broker.sockets import new_context, term_context
 from messages import protocol as P
-from messages.errors import Code, LocalError, ProtocolError, RemoteError
+from messages.control import Reply
+from messages.errors import Code, LocalError, ProtocolError, RemoteError, TorrentError
+from messages.events import ProgressEvent
 from messages.names import check_file_name, check_name
 from messages.protocol import DIGEST_SIZE
 from messages.records import FileEntry, FileMeta, GroupEntry, LeaveResult, Refusal
 
-from .download import Download, DownloadStatus, Settings
+from .download import Download, Settings
 from .hashing import Progress, hash_file
-from .library import Library
+from .library import Library, Share
 from .presence import PresenceKeeper
 from .seeder import Seeder
 
@@ -60,12 +65,11 @@ class Peer:
         self.endpoint = advertise or self.seeder.endpoint.replace("0.0.0.0", "127.0.0.1")
         self.user: str | None = None
         self._token: str | None = None
-        self._state_lock = threading.Lock()
-        self._local = threading.local()
-        self._clients: list[ControlClient] = []
-        self.downloads: dict[tuple[str, str], Download] = {}
-        self.finished: list[Download] = []
-        self.on_download_end: Callable[[Download], None] | None = None
+        self._state_lock = threading.Lock()  # guards _downloads and _finished
+        self._control: ControlClient | None = None  # the API thread's own
+        self._downloads: dict[tuple[str, str], Download] = {}
+        self._finished: list[Download] = []
+        self.on_download_end: Callable[[ProgressEvent], None] | None = None
         self.presence = PresenceKeeper(
             self.ctx, tracker, self._current_token, self._announce_args, self._session_lost, heartbeat
         )
@@ -84,14 +88,14 @@ class Peer:
                 self.logout(quick=True)
             except (RemoteError, LocalError) as exc:
                 log.info("logout on close failed: %s", exc)
-        for d in list(self.downloads.values()):
+        for d in self.running():
             d.cancel()
             d.join(timeout=5)
         self.presence.stop()
         self.seeder.stop()
         self.events.stop()
-        for client in self._clients:
-            client.close()
+        if self._control is not None:
+            self._control.close()
         if not term_context(self.ctx):
             log.warning("some sockets were still open at exit")
 
@@ -102,14 +106,6 @@ class Peer:
         self.close()
 
     # --- plumbing ---------------------------------------------------------------------------
-    def _client(self) -> ControlClient:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = self._local.client = ControlClient(self.ctx, self.tracker)
-            with self._state_lock:
-                self._clients.append(client)
-        return client
-
     def _call(
         self,
         op: str,
@@ -118,13 +114,15 @@ class Peer:
         auth: bool = True,
         blob: bytes | None = None,
         retries: int | None = None,
-    ):
+    ) -> Reply:
         token = None
         if auth:
             token = self._token
             if not token:
                 raise LocalError(Code.NOT_LOGGED_IN, "log in first")
-        return self._client().call(op, args or {}, token=token, blob=blob, retries=retries)
+        if self._control is None:
+            self._control = ControlClient(self.ctx, self.tracker)
+        return self._control.call(op, args or {}, token=token, blob=blob, retries=retries)
 
     def _current_token(self) -> str | None:
         return self._token
@@ -166,9 +164,10 @@ class Peer:
         """End the session; ``quick`` (on shutdown) tries the tracker once instead of retrying."""
         if not self._token:
             raise LocalError(Code.NOT_LOGGED_IN, "not logged in")
-        for d in list(self.downloads.values()):
+        running = self.running()
+        for d in running:
             d.cancel()
-        for d in list(self.downloads.values()):
+        for d in running:
             d.join(timeout=10)
         try:
             self._call(P.OP_LOGOUT, retries=0 if quick else None).unwrap()
@@ -185,8 +184,8 @@ class Peer:
 
     def leave_group(self, group: str) -> LeaveResult:
         result = LeaveResult.from_wire(self._call(P.OP_LEAVE_GROUP, {"group": group}).unwrap())
-        for key, d in list(self.downloads.items()):
-            if key[0] == group:
+        for d in self.running():
+            if d.key[0] == group:
                 d.cancel()
         self.library.remove_group(group)
         return result
@@ -214,7 +213,7 @@ class Peer:
         meta = FileMeta.from_wire(reply.unwrap())
         digests = reply.blob or b""
         if len(digests) != meta.num_pieces * DIGEST_SIZE or meta.group != group or meta.name != name:
-            raise RemoteError(Code.BAD_FRAME, "tracker sent inconsistent file information")
+            raise ProtocolError(Code.BAD_FRAME, "tracker sent inconsistent file information")
         return meta, digests
 
     def upload_file(self, path: str, group: str, progress: Progress | None = None) -> tuple[FileMeta, bool]:
@@ -241,15 +240,19 @@ class Peer:
         except OSError as exc:
             raise LocalError(Code.IO_ERROR, f"cannot read {path}: {exc.strerror}") from None
         meta = FileMeta(group=group, name=name, size=size, piece_size=piece_size, root=root)
-        args = {"group": group, "file": name, "size": size, "piece_size": piece_size, "root": root}
-        new = self._call(P.OP_SHARE_FILE, args, blob=digests).unwrap()["new"]
+        new = self._share(self._call, meta, digests)
         self.library.add_complete(meta, path, digests)
         return meta, new
+
+    @staticmethod
+    def _share(call: Callable[..., Reply], meta: FileMeta, digests: bytes) -> bool:
+        """Tell the tracker we share ``meta``; True when the file is new to its group."""
+        return bool(call(P.OP_SHARE_FILE, meta.share_args(), blob=digests).unwrap()["new"])
 
     def stop_share(self, group: str, name: str) -> bool:
         """Stop sharing; True when the file left the group (we were its last sharer)."""
         key = (group, name)
-        if key in self.downloads:
+        if any(d.key == key for d in self.running()):
             raise LocalError(Code.BAD_ARGS, f"[{group}] {name} is still downloading; wait for it first")
         try:
             removed = self._call(P.OP_STOP_SHARE, {"group": group, "file": name}).unwrap()["file_removed"]
@@ -268,11 +271,8 @@ class Peer:
         check_name(group, "group name")
         name = _local_name(name)
         key = (group, name)
-        running = self.downloads.get(key)
-        if running is not None:
-            raise LocalError(Code.BAD_ARGS, f"already downloading [{group}] {name}")
         served = self.library.get(key)
-        if served is not None:
+        if served is not None and served.complete:
             raise LocalError(Code.BAD_ARGS, f"you already share [{group}] {name} from {served.path}")
         dest_dir = os.path.abspath(os.path.expanduser(dest_dir))
         final = os.path.join(dest_dir, name)
@@ -290,34 +290,71 @@ class Peer:
             digests,
             dest_dir,
             self.settings,
-            on_finish=self._download_ended,
             events=self.events,
             peer_name=self.user or "",
+            on_complete=self._reshare,
+            on_end=self._download_ended,
         )
-        with self._state_lock:
-            self.downloads[key] = d
+        with self._state_lock:  # check and insert in one step: two starts cannot both pass
+            if key in self._downloads:
+                raise LocalError(Code.BAD_ARGS, f"already downloading [{group}] {name}")
+            self._downloads[key] = d
         d.start()
         return d
 
+    def _reshare(self, d: Download) -> str:
+        """Runs on the download's thread once the file is in place: share it like an upload.
+
+        Returns a note for the user when the file could not be shared (it is downloaded all
+        the same). The tracker call uses a client of this thread's own, closed here.
+        """
+        try:
+            self.library.add_complete(d.meta, d.final, d.digests)
+        except OSError as exc:
+            return f"downloaded, but not shared: cannot record it in {self.home}: {exc.strerror or exc}"
+        token = self._token
+        if not token:
+            return "downloaded, but not shared: logged out meanwhile"
+        client = ControlClient(self.ctx, self.tracker)
+        try:
+            self._share(
+                lambda op, args, blob: client.call(op, args, token=token, blob=blob), d.meta, d.digests
+            )
+        except TorrentError as exc:
+            return f"downloaded, but not shared: {exc.message}"
+        finally:
+            client.close()
+        return ""
+
     def _download_ended(self, d: Download) -> None:
         with self._state_lock:
-            self.downloads.pop(d.key, None)
-            self.finished.append(d)
+            self._downloads.pop(d.key, None)
+            self._finished.append(d)
         if self.on_download_end is not None:
-            self.on_download_end(d)
+            self.on_download_end(d.status())
 
-    def download_statuses(self) -> list[DownloadStatus]:
+    def running(self) -> list[Download]:
         with self._state_lock:
-            items = list(self.downloads.values()) + list(self.finished)
+            return list(self._downloads.values())
+
+    def download_statuses(self) -> list[ProgressEvent]:
+        with self._state_lock:
+            items = list(self._downloads.values()) + list(self._finished)
         return [d.status() for d in items]
 
-    def wait(self, timeout: float | None = None) -> list[DownloadStatus]:
+    def wait(self, timeout: float | None = None) -> list[ProgressEvent]:
         """Block until every running download ends; their final statuses."""
-        with self._state_lock:
-            running = list(self.downloads.values())
+        running = self.running()
         for d in running:
             d.join(timeout)
         return [d.status() for d in running]
+
+    def shares(self) -> list[Share]:
+        return self.library.shares()
+
+    def subscribe_progress(self) -> zmq.Socket:
+        """A SUB socket receiving every download's ProgressEvents (the caller closes it)."""
+        return self.events.subscriber()
 
 
 def _local_name(name: str) -> str:

@@ -12,7 +12,9 @@ import threading
 import zmq
 from rich.console import Console
 
+from messages.errors import ProtocolError
 from messages.protocol import DEFAULT_PIECE_SIZE, MAX_PIECE_SIZE, MIN_PIECE_SIZE
+from messages.schema import check_endpoint
 
 from .api import Peer
 from .download import Settings
@@ -25,28 +27,99 @@ def parse_size(text: str) -> int:
     """'512K', '4M', '1G' or plain bytes."""
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 512K, 4M, 1G)") from None
+
+
+def piece_size(text: str) -> int:
+    n = parse_size(text)
+    if not MIN_PIECE_SIZE <= n <= MAX_PIECE_SIZE or n & (n - 1):
+        raise argparse.ArgumentTypeError(
+            f"must be a power of two from {MIN_PIECE_SIZE // 1024}K to {MAX_PIECE_SIZE >> 20}M"
+        )
+    return n
+
+
+def rate(text: str) -> int:
+    n = parse_size(text)
+    if n <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of bytes per second")
+    return n
+
+
+def at_least_one(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= n <= 256:
+        raise argparse.ArgumentTypeError("must be a whole number from 1 to 256")
+    return n
+
+
+def seconds(text: str) -> float:
+    try:
+        n = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.1 <= n <= 3600:
+        raise argparse.ArgumentTypeError("must be from 0.1 to 3600 seconds")
+    return n
+
+
+def endpoint(text: str) -> str:
+    try:
+        return check_endpoint(text)
+    except ProtocolError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def listen_endpoint(text: str) -> str:
+    try:
+        return check_endpoint(text, any_port=True)
+    except ProtocolError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
+    d = Settings()
     ap = argparse.ArgumentParser(prog="torrent-peer", description="Torrent peer: shell and seeder")
-    ap.add_argument("--tracker", required=True, help="tracker endpoint, e.g. tcp://127.0.0.1:6000")
     ap.add_argument(
-        "--listen", default="tcp://127.0.0.1:0", help="where the seeder listens (port 0: any free)"
+        "--tracker", required=True, type=endpoint, help="tracker endpoint, e.g. tcp://127.0.0.1:6000"
     )
-    ap.add_argument("--advertise", help="endpoint to tell the tracker, when --listen is a wildcard address")
+    ap.add_argument(
+        "--listen",
+        default="tcp://127.0.0.1:0",
+        type=listen_endpoint,
+        help="where the seeder listens (port 0: any free)",
+    )
+    ap.add_argument(
+        "--advertise", type=endpoint, help="endpoint to tell the tracker, when --listen is a wildcard address"
+    )
     ap.add_argument("--home", default=DEFAULT_HOME, help=f"this peer's state folder (default {DEFAULT_HOME})")
     ap.add_argument(
-        "--piece-size", type=parse_size, default=DEFAULT_PIECE_SIZE, help="piece size for uploads"
+        "--piece-size",
+        type=piece_size,
+        default=DEFAULT_PIECE_SIZE,
+        help="piece size for uploads (power of two)",
     )
-    ap.add_argument("--workers", type=int, default=4, help="download worker threads per download")
-    ap.add_argument("--per-holder", type=int, default=4, help="pieces in flight per holder")
     ap.add_argument(
-        "--piece-timeout", type=float, default=8.0, help="seconds before a piece request is given up"
+        "--workers", type=at_least_one, default=d.workers, help="download worker threads per download"
     )
-    ap.add_argument("--upload-limit", type=parse_size, help="cap on bytes/s served to others")
+    ap.add_argument(
+        "--per-holder", type=at_least_one, default=d.max_per_holder, help="pieces in flight per holder"
+    )
+    ap.add_argument(
+        "--piece-timeout",
+        type=seconds,
+        default=d.piece_timeout,
+        help="seconds before a piece request is given up",
+    )
+    ap.add_argument("--upload-limit", type=rate, help="cap on bytes/s served to others")
     ap.add_argument(
         "-c", "--command", action="append", dest="commands", help="run this command (repeatable), then exit"
     )
@@ -79,9 +152,6 @@ def _terminate(_signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    if not MIN_PIECE_SIZE <= args.piece_size <= MAX_PIECE_SIZE:
-        err.print(f"error: --piece-size must be from {MIN_PIECE_SIZE} to {MAX_PIECE_SIZE} bytes")
-        return 2
     home = os.path.abspath(os.path.expanduser(args.home))
     os.makedirs(home, exist_ok=True)
     setup_logging(home, args.verbose)

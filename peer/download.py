@@ -1,84 +1,47 @@
 """One download: a coordinator thread that is both ventilator and sink, and its workers.
 
     tracker <-> coordinator --PUSH assignments--> workers <-> holders (DEALER)
-                coordinator <--PULL results------ workers
+                coordinator <--PULL results------ workers (verified, written)
 
-The coordinator asks the tracker which online peers hold which pieces (and refreshes that as
-the download runs), lets the picker choose rarest-first / least-loaded as workers free up,
-writes each verified piece at its offset in ``<dest>/<file>.part`` with pwrite, publishes it to
-our own seeder at once and tells the tracker in batches. When every piece is in and the
-whole-file hash matches, the .part file is renamed and becomes a share like any upload.
+The coordinator's loop is a few named steps, like the Majordomo broker's: talk to the
+tracker, ventilate assignments as capacity frees (the picker chooses rarest-first,
+least-loaded), drain the sink, reclaim overdue assignments, check for starvation. When to
+call the tracker and when to give up is decided by the pure ``Schedule``; the partial file is
+``PartFile``'s business. Each piece a worker wrote is published to our own seeder at once and
+reported to the tracker in batches. Re-sharing the finished file is the Peer's job
+(``on_complete``), which builds the share arguments in the one place it shares files.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import zmq
 
-from broker.client import AsyncControl, ControlClient
-from broker.publish import EventBus
+from broker.client import AsyncControl
+from broker.eventbus import EventBus
 from messages import protocol as P
 from messages.bitfield import Bitfield
 from messages.errors import Code, LocalError, ProtocolError, TorrentError
-from messages.events import EVENT_INTERVAL, ProgressEvent
-from messages.pipeline import READY, Assignment, Result
-from messages.records import FileMeta, Holder
+from messages.events import EVENT_INTERVAL, DownloadState, ProgressEvent
+from messages.pipeline import READY, Assignment, Outcome, Result
+from messages.records import FileMeta, Grant, Holder
 
 from .fetcher import Fetcher
-from .hashing import root_hash, verify_existing
+from .hashing import root_hash
 from .library import Library
+from .partfile import PartFile
 from .picker import Picker
+from .schedule import Schedule
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
-
-# Holder-list answers that end a download; anything else (a busy or restarting tracker) is retried.
-FATAL = {Code.NOT_MEMBER, Code.NO_SUCH_FILE, Code.NO_SUCH_GROUP, Code.UNAUTHORIZED}
-HOLDER_REFRESH = 1.0  # seconds between holder lists from the tracker
-PROGRESS_EVERY = 0.5  # seconds between batched progress reports to the tracker
-NO_HOLDER_GRACE = 4.0  # how long a piece may have no holder before the download gives up
-TRACKER_GRACE = 60.0  # how long we wait on an unreachable tracker with nobody to fetch from
-
-
-def write_all(fd: int, data: memoryview, offset: int) -> None:
-    """pwrite until every byte is down: a short write (disk nearly full) must not pass as done."""
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        if n <= 0:
-            raise OSError(28, "short write")
-        view, offset = view[n:], offset + n
-
-
-@dataclass(slots=True)
-class DownloadStatus:
-    group: str
-    name: str
-    dest: str
-    size: int
-    total: int
-    done: int = 0
-    reused: int = 0  # pieces found valid in an existing .part file
-    state: str = "running"  # running, complete, failed
-    error: str = ""
-    note: str = ""
-    started: float = field(default_factory=time.monotonic)
-    finished: float = 0.0
-    from_holders: dict[str, int] = field(default_factory=dict)  # user -> pieces received
-    failures: dict[str, int] = field(default_factory=dict)  # user -> failed requests
-    in_flight: int = 0
-    holders: int = 0
-
-    @property
-    def elapsed(self) -> float:
-        return (self.finished or time.monotonic()) - self.started
+WORKER_START = 5.0  # seconds for the workers to report READY
 
 
 @dataclass(slots=True)
@@ -86,6 +49,19 @@ class Settings:
     workers: int = 4
     max_per_holder: int = 4
     piece_timeout: float = 8.0
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What the coordinator counts; status snapshots are made from it."""
+
+    reused: int = 0
+    state: DownloadState = DownloadState.RUNNING
+    error: str = ""
+    note: str = ""
+    finished: float = 0.0
+    from_holders: dict[str, int] = field(default_factory=dict)  # user -> pieces received
+    failures: dict[str, int] = field(default_factory=dict)  # user -> failed requests
 
 
 class Download:
@@ -99,31 +75,31 @@ class Download:
         digests: bytes,
         dest_dir: str,
         settings: Settings,
-        on_finish: Callable[[Download], None] | None = None,
+        *,
         events: EventBus | None = None,
         peer_name: str = "",
+        on_complete: Callable[[Download], str] | None = None,
+        on_end: Callable[[Download], None] | None = None,
     ) -> None:
-        self.ctx = ctx
-        self.tracker = tracker
-        self.token = token
-        self.library = library
-        self.meta = meta
-        self.digests = digests
-        self.settings = settings
-        self.on_finish = on_finish
-        self.events = events
-        self.peer_name = peer_name
+        self.ctx, self.tracker, self.token = ctx, tracker, token
+        self.library, self.meta, self.digests = library, meta, digests
+        self.settings, self.events, self.peer_name = settings, events, peer_name
+        self.on_complete, self.on_end = on_complete, on_end
+        self.part = PartFile(dest_dir, meta, digests)
+        self.final = self.part.final
+        self.key = meta.key
+        self.picker = Picker(Bitfield(meta.num_pieces), max_per_holder=settings.max_per_holder)
+        self.started = time.monotonic()
+        self.schedule = Schedule(settings.piece_timeout, self.started)
+        self._tally = _Tally()
+        self._users: dict[str, str] = {}  # holder id (endpoint) -> user
+        self._grants: dict[str, Grant] = {}
+        self._workers: list[Fetcher] = []
         self._pub: zmq.Socket | None = None
         self._last_event = 0.0
-        self._picker: Picker | None = None
-        self._have = Bitfield(meta.num_pieces)  # verified pieces before fetching starts
-        self.final = os.path.join(dest_dir, meta.name)
-        self.part = self.final + ".part"
-        self.key = (meta.group, meta.name)
-        self._status = DownloadStatus(meta.group, meta.name, self.final, meta.size, meta.num_pieces)
-        self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._workers_stop = threading.Event()
+        self._snapshot = self._make_snapshot()
         self._thread = threading.Thread(target=self._run, name=f"download-{meta.name}", daemon=True)
         self.done_event = threading.Event()
 
@@ -137,226 +113,163 @@ class Download:
     def join(self, timeout: float | None = None) -> bool:
         return self.done_event.wait(timeout)
 
-    def status(self) -> DownloadStatus:
-        with self._lock:
-            s = self._status
-            return replace(s, from_holders=dict(s.from_holders), failures=dict(s.failures))
+    def status(self) -> ProgressEvent:
+        """The latest snapshot (at most EVENT_INTERVAL old while running, exact once ended)."""
+        return self._snapshot
+
+    @property
+    def state(self) -> DownloadState:
+        return self._snapshot.state
 
     # --- the coordinator thread -------------------------------------------------------------
     def _run(self) -> None:
-        fd = -1
-        if self.events is not None:
-            self._pub = self.events.publisher()
+        link = AsyncControl(self.ctx, self.tracker, timeout=2.0)
+        self._pub = self.events.publisher() if self.events is not None else None
         try:
-            fd = self._open_part()
-            if self._status.done != self.meta.num_pieces:
-                self._fetch(fd)
-            self._finish(fd)
-            self._set(state="complete")
+            self._download(link)
+            self._tally.state = DownloadState.COMPLETE
         except TorrentError as exc:
-            self._set(state="failed", error=exc.message)
+            self._fail(exc.message, link)
         except OSError as exc:
-            self._set(state="failed", error=f"{self.part}: {exc.strerror or exc}")
+            self._fail(f"{self.part.path}: {exc.strerror or exc}", link)
         except Exception as exc:  # a bug must fail this download, not the peer
             log.exception("download %s crashed", self.meta.name)
-            self._set(state="failed", error=f"internal error: {exc!r}")
+            self._fail(f"internal error: {exc!r}", link)
         finally:
-            if fd >= 0:
-                os.close(fd)
-            self._set(finished=time.monotonic())
-            if self._status.state != "complete":
-                self.library.remove(self.key)  # partial pieces stay in .part for a resume
-                self._withdraw()
-            self._publish(force=True)
-            if self._pub is not None:
-                self._pub.close()
-            self.done_event.set()
-            if self.on_finish is not None:
-                self.on_finish(self)
+            self._end(link)
 
-    def _withdraw(self) -> None:
-        """Tell the tracker we no longer serve the partial file (best effort, one try)."""
-        token = self.token()
-        if not token or self._picker is None:
-            return
-        client = ControlClient(self.ctx, self.tracker, timeout=1.0, retries=0)
-        try:
-            empty = Bitfield(self.meta.num_pieces).encode()
-            args = {"group": self.meta.group, "file": self.meta.name, "have": empty}
-            client.call(P.OP_PROGRESS, args, token=token)
-        except TorrentError as exc:
-            log.info("could not withdraw %s: %s", self.meta.name, exc)
-        finally:
-            client.close()
+    def _download(self, link: AsyncControl) -> None:
+        have = self.part.open()
+        self.picker = Picker(have, max_per_holder=self.settings.max_per_holder)
+        self._tally.reused = len(have)
+        self.library.add_partial(self.meta, self.part.path, self.digests, have)
+        if not have.complete:
+            self._fetch(link)
+        if root_hash(self.digests) != self.meta.root or not self.picker.complete:
+            raise LocalError(Code.DOWNLOAD_FAILED, "piece digests do not match the file's root hash")
+        self.part.finish()
+        if self.on_complete is not None:
+            note = self.on_complete(self)
+            self._tally.note = "; ".join(n for n in (self._tally.note, note) if n)
 
-    def _publish(self, force: bool = False) -> None:
-        """A progress event for views, at most every EVENT_INTERVAL (always when ``force``)."""
-        now = time.monotonic()
-        if self._pub is None or (not force and now - self._last_event < EVENT_INTERVAL):
-            return
-        self._last_event = now
-        s = self.status()
-        picker = self._picker
-        have = picker.have if picker is not None else self._have
-        flight = Bitfield(self.meta.num_pieces)
-        if picker is not None and s.state == "running":
-            for piece in picker.in_flight:
-                flight.add(piece)
-        event = ProgressEvent(
-            peer=self.peer_name,
-            group=s.group,
-            name=s.name,
-            size=s.size,
-            total=s.total,
-            done=s.done,
-            reused=s.reused,
-            state=s.state,
-            elapsed=s.elapsed,
-            holders=s.from_holders,
-            in_flight=s.in_flight,
-            have=(have or Bitfield(self.meta.num_pieces)).encode(),
-            flight=flight.encode(),
-            error=s.error,
-            note=s.note,
-        )
-        try:
-            self._pub.send_multipart(event.encode(), zmq.NOBLOCK)
-        except zmq.Again:
-            pass
-
-    def _set(self, **changes: object) -> None:
-        with self._lock:
-            for k, v in changes.items():
-                setattr(self._status, k, v)
-
-    def _open_part(self) -> int:
-        os.makedirs(os.path.dirname(self.final) or ".", exist_ok=True)
-        fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
-        have = Bitfield(self.meta.num_pieces)
-        if os.fstat(fd).st_size:
-            have = verify_existing(fd, self.meta.size, self.meta.piece_size, self.digests)
-        os.ftruncate(fd, self.meta.size)
-        self._set(done=len(have), reused=len(have))
-        self.library.add_partial(self.meta, self.part, self.digests, have)
-        self._have = have
-        return fd
-
-    def _fetch(self, fd: int) -> None:
+    def _fetch(self, link: AsyncControl) -> None:
         tag = f"inproc://download-{next(_ids)}"
-        vent = self.ctx.socket(zmq.PUSH)
-        sink = self.ctx.socket(zmq.PULL)
-        link = AsyncControl(self.ctx, self.tracker, timeout=2.0)
-        workers: list[Fetcher] = []
+        vent, sink = self.ctx.socket(zmq.PUSH), self.ctx.socket(zmq.PULL)
         try:
             vent.bind(f"{tag}-vent")
             sink.bind(f"{tag}-sink")
-            for i in range(self.settings.workers):
-                w = Fetcher(
-                    self.ctx,
-                    f"{tag}-vent",
-                    f"{tag}-sink",
-                    self.meta,
-                    self.digests,
-                    self._workers_stop,
-                    f"{tag}-w{i}",
-                )
-                w.start()
-                workers.append(w)
-            ready = 0
-            while ready < len(workers):  # workers first: a PUSH to nobody would pile up
-                if not sink.poll(5000):
-                    raise LocalError(Code.INTERNAL, "download workers did not start")
-                ready += sink.recv_multipart()[0] == READY
-            self._loop(fd, vent, sink, link)
+            self._start_workers((f"{tag}-vent", f"{tag}-sink"), sink)
+            self._loop(link, vent, sink)
         finally:
             self._workers_stop.set()
-            for w in workers:
+            for w in self._workers:
                 w.join(timeout=2)
             vent.close(linger=0)
             sink.close(linger=0)
-            link.close()
 
-    def _loop(self, fd: int, vent: zmq.Socket, sink: zmq.Socket, link: AsyncControl) -> None:
-        picker = self._picker = Picker(self._have, max_per_holder=self.settings.max_per_holder)
-        users: dict[str, str] = {}  # holder id (endpoint) -> user
-        grants: dict[str, dict] = {}
-        next_refresh = next_progress = 0.0
-        progress_dirty = False
-        stalled_since: float | None = None
-        answered_since_stall = 0
-        last_answer = time.monotonic()
-        while not picker.complete:
+    def _start_workers(self, pipes: tuple[str, str], sink: zmq.Socket) -> None:
+        for i in range(self.settings.workers):
+            w = Fetcher(
+                self.ctx, pipes, self.meta, self.digests, self.part.fd, self._workers_stop, f"{pipes[0]}-w{i}"
+            )
+            w.start()
+            self._workers.append(w)
+        ready = 0
+        while ready < len(self._workers):  # workers first: a PUSH to nobody would pile up
+            if not sink.poll(int(WORKER_START * 1000)):
+                raise LocalError(Code.INTERNAL, "download workers did not start")
+            ready += sink.recv_multipart()[0] == READY
+
+    def _loop(self, link: AsyncControl, vent: zmq.Socket, sink: zmq.Socket) -> None:
+        while not self.picker.complete:
             if self._cancel.is_set():
                 raise LocalError(Code.DOWNLOAD_FAILED, "cancelled; partial file kept for a resume")
             now = time.monotonic()
-            outcome = link.poll()
-            if outcome is not None and outcome[1] is not None:
-                op, reply = outcome
-                last_answer = now
-                if op == P.OP_HOLDERS and not reply.ok and reply.error.code in FATAL:
-                    reply.unwrap()  # not a member any more, file or group gone: the download fails
-                if op == P.OP_HOLDERS and reply.ok:
-                    result = reply.result
-                    answered_since_stall += 1
-                    self._apply_holders(picker, result.get("holders", []), users, grants)
-            if not link.busy and self.token():
-                if now >= next_refresh:
-                    link.start(
-                        P.OP_HOLDERS, {"group": self.meta.group, "file": self.meta.name}, token=self.token()
-                    )
-                    next_refresh = now + HOLDER_REFRESH
-                elif progress_dirty and now >= next_progress:
-                    have = picker.have.encode()
-                    link.start(
-                        P.OP_PROGRESS,
-                        {"group": self.meta.group, "file": self.meta.name, "have": have},
-                        token=self.token(),
-                    )
-                    progress_dirty, next_progress = False, now + PROGRESS_EVERY
-            while (choice := picker.assign(now)) is not None:
-                piece, hid = choice
-                vent.send_multipart(
-                    Assignment(piece, hid, hid, grants[hid], self.settings.piece_timeout).encode()
-                )
-            if sink.poll(50):
-                while True:
-                    try:
-                        frames = sink.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    progress_dirty |= self._on_result(fd, picker, Result.decode(frames), users)
-            self._set(
-                in_flight=len(picker.in_flight),
-                holders=sum(1 for h in picker.holders.values() if not h.banned),
+            self._talk_to_tracker(link, now)
+            self._ventilate(vent, now)
+            self._drain_sink(sink)
+            self._reclaim_overdue(now)
+            self._check_starvation(now)
+            self._refresh()
+
+    # --- the loop's steps -------------------------------------------------------------------
+    def _talk_to_tracker(self, link: AsyncControl, now: float) -> None:
+        outcome = link.poll()
+        if outcome is not None and outcome.reply is not None:
+            reply = outcome.reply
+            code = reply.error.code if reply.error is not None else None
+            if self.schedule.answered(now, outcome.op, code) is not None:
+                reply.unwrap()  # not a member any more, file or group gone: the download fails
+            if outcome.op == P.OP_HOLDERS and reply.ok:
+                self._apply_holders(reply.result.get("holders", []))
+        token = self.token()
+        if link.busy or not token:
+            return
+        op = self.schedule.next_call(now)
+        args = {"group": self.meta.group, "file": self.meta.name}
+        if op == P.OP_PROGRESS:
+            args["have"] = self.picker.have.encode()
+        if op is not None:
+            link.start(op, args, token=token)
+
+    def _ventilate(self, vent: zmq.Socket, now: float) -> None:
+        while (choice := self.picker.assign(now)) is not None:
+            piece, hid = choice
+            a = Assignment(piece, hid, self._grants[hid], self.settings.piece_timeout)
+            try:
+                vent.send_multipart(a.encode(), zmq.NOBLOCK)
+            except zmq.Again:  # no worker takes work: give the piece back
+                self.picker.release(piece, hid)
+                if not any(w.is_alive() for w in self._workers):
+                    raise LocalError(Code.INTERNAL, "download workers stopped; partial file kept") from None
+                return
+            self.schedule.assigned(now, piece, hid)
+
+    def _drain_sink(self, sink: zmq.Socket) -> None:
+        if not sink.poll(50):
+            return
+        while True:
+            try:
+                frames = sink.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._on_result(Result.decode(frames))
+
+    def _reclaim_overdue(self, now: float) -> None:
+        for piece, hid in self.schedule.overdue(now):
+            log.info("piece %d from %s overdue; asking elsewhere", piece, hid)
+            self.picker.failed(piece, hid, now)
+
+    def _check_starvation(self, now: float) -> None:
+        in_flight = len(self.picker.in_flight)
+        missing = self.picker.unavailable() if not in_flight else []
+        verdict = self.schedule.starving(now, in_flight=in_flight, unavailable=len(missing))
+        if verdict is Code.NO_HOLDERS:
+            raise LocalError(Code.NO_HOLDERS, self._unavailable_message(missing))
+        if verdict is Code.TIMEOUT:
+            raise LocalError(
+                Code.TIMEOUT, f"tracker unreachable for a long while; partial file kept at {self.part.path}"
             )
-            self._publish()
-            # Starvation: nothing in flight and nothing we may ask for.
-            if picker.in_flight or picker.complete:
-                stalled_since = None
-                continue
-            if stalled_since is None:
-                stalled_since, answered_since_stall = now, 0
-                continue
-            missing = picker.unavailable()
-            if missing and answered_since_stall >= 2 and now - stalled_since > NO_HOLDER_GRACE:
-                raise LocalError(Code.NO_HOLDERS, self._unavailable_message(picker, missing, users))
-            if now - last_answer > TRACKER_GRACE:
-                raise LocalError(
-                    Code.TIMEOUT, f"tracker unreachable for {TRACKER_GRACE:.0f}s; partial file kept"
-                )
 
-    def _unavailable_message(self, picker: Picker, missing: list[int], users: dict[str, str]) -> str:
-        shown = ", ".join(map(str, missing[:8])) + (" ..." if len(missing) > 8 else "")
-        banned = sorted(users.get(h.id, h.id) for h in picker.holders.values() if h.banned)
-        why = f"; dropped for bad data: {', '.join(banned)}" if banned else ""
-        return (
-            f"no online peer holds {len(missing)} of {self.meta.num_pieces} pieces ({shown}){why}; "
-            f"partial file kept at {self.part}"
-        )
+    # --- results and holders ----------------------------------------------------------------
+    def _on_result(self, r: Result) -> None:
+        self.schedule.settled(r.piece, r.holder)
+        user = self._users.get(r.holder, r.holder)
+        if r.outcome is Outcome.LOCAL:
+            raise LocalError(Code(r.code), f"cannot write {self.part.path}: {r.message}; partial file kept")
+        if r.outcome is not Outcome.OK:
+            log.info("piece %d from %s failed: %s %s", r.piece, user, r.code, r.message)
+            self.picker.failed(r.piece, r.holder, time.monotonic(), ban=r.outcome is Outcome.BAD_DATA)
+            self._tally.failures[user] = self._tally.failures.get(user, 0) + 1
+            if r.outcome is Outcome.BAD_DATA:
+                self._tally.note = f"{user} sent bad data and was dropped"
+            return
+        if self.picker.done(r.piece, r.holder):  # False: an endgame duplicate
+            self.library.mark(self.key, r.piece)
+            self.schedule.gained_piece()
+            self._tally.from_holders[user] = self._tally.from_holders.get(user, 0) + 1
 
-    def _apply_holders(
-        self, picker: Picker, wire: list, users: dict[str, str], grants: dict[str, dict]
-    ) -> None:
+    def _apply_holders(self, wire: list) -> None:
         seen = set()
         for item in wire:
             try:
@@ -366,65 +279,95 @@ class Download:
                 log.warning("ignoring malformed holder: %s", exc)
                 continue
             seen.add(h.endpoint)
-            users[h.endpoint], grants[h.endpoint] = h.user, h.grant
-            picker.update_holder(h.endpoint, have)
-        for hid in [hid for hid in picker.holders if hid not in seen]:
-            picker.remove_holder(hid)
+            self._users[h.endpoint], self._grants[h.endpoint] = h.user, h.grant
+            self.picker.update_holder(h.endpoint, have)
+        for hid in [hid for hid in self.picker.holders if hid not in seen]:
+            self.picker.remove_holder(hid)
+            self.schedule.forget_holder(hid)
 
-    def _on_result(self, fd: int, picker: Picker, r: Result, users: dict[str, str]) -> bool:
-        user = users.get(r.holder, r.holder)
-        if not r.ok:
-            log.info("piece %d from %s failed: %s %s", r.piece, user, r.code, r.message)
-            picker.failed(r.piece, r.holder, time.monotonic(), ban=r.bad_data)
-            with self._lock:
-                self._status.failures[user] = self._status.failures.get(user, 0) + 1
-                if r.bad_data:
-                    self._status.note = f"{user} sent bad data and was dropped"
-            return False
-        if not picker.done(r.piece, r.holder):
-            return False  # an endgame duplicate
-        write_all(fd, r.payload.buffer, r.piece * self.meta.piece_size)
-        self.library.mark(self.key, r.piece)
-        with self._lock:
-            self._status.done += 1
-            self._status.from_holders[user] = self._status.from_holders.get(user, 0) + 1
-        return True
+    def _unavailable_message(self, missing: list[int]) -> str:
+        shown = ", ".join(map(str, missing[:8])) + (" ..." if len(missing) > 8 else "")
+        banned = sorted(self._users.get(h, h) for h in self.picker.banned)
+        why = f"; dropped for bad data: {', '.join(banned)}" if banned else ""
+        return (
+            f"no online peer holds {len(missing)} of {self.meta.num_pieces} pieces ({shown}){why}; "
+            f"partial file kept at {self.part.path}"
+        )
 
-    def _all_verified(self) -> bool:
-        return (self._picker.have if self._picker is not None else self._have).complete
-
-    def _finish(self, fd: int) -> None:
-        os.fsync(fd)
-        # Every piece matched its digest; the digests match the root the uploader registered.
-        if root_hash(self.digests) != self.meta.root or not self._all_verified():
-            raise LocalError(Code.DOWNLOAD_FAILED, "piece digests do not match the file's root hash")
-        try:  # link + unlink: never replaces a file that appeared at the destination meanwhile
-            os.link(self.part, self.final)
-        except FileExistsError:
-            raise LocalError(
-                Code.BAD_PATH, f"{self.final} appeared meanwhile; the download is in {self.part}"
-            ) from None
-        except OSError:  # a file system without hard links: check, then rename
-            if os.path.exists(self.final):
-                raise LocalError(Code.BAD_PATH, f"{self.final} appeared meanwhile") from None
-            os.rename(self.part, self.final)
-        else:
-            os.unlink(self.part)
-        self.library.add_complete(self.meta, self.final, self.digests)
-        token = self.token()
-        if not token:
-            return
-        client = ControlClient(self.ctx, self.tracker)
+    # --- ending -----------------------------------------------------------------------------
+    def _fail(self, message: str, link: AsyncControl) -> None:
+        self._tally.state, self._tally.error = DownloadState.FAILED, message
         try:
+            self.library.remove(self.key)  # partial pieces stay on disk for a resume
+        except OSError as exc:
+            log.warning("could not update the share list: %s", exc)
+        token = self.token()
+        if token:  # tell the tracker we no longer serve the partial file (best effort, one try)
             args = {
                 "group": self.meta.group,
                 "file": self.meta.name,
-                "size": self.meta.size,
-                "piece_size": self.meta.piece_size,
-                "root": self.meta.root,
+                "have": Bitfield(self.meta.num_pieces).encode(),
             }
-            client.call(P.OP_SHARE_FILE, args, token=token, blob=self.digests).unwrap()
-        except TorrentError as exc:
-            self._set(note=f"downloaded, but not shared: {exc.message}")
+            try:
+                link.client.call(P.OP_PROGRESS, args, token=token, timeout=1.0, retries=0)
+            except TorrentError as exc:
+                log.info("could not withdraw %s: %s", self.meta.name, exc)
+
+    def _end(self, link: AsyncControl) -> None:
+        """Never raises: whatever failed, the download ends and its waiters wake up."""
+        try:
+            self.part.close()
+            link.close()
+            self._tally.finished = time.monotonic()
+            self._refresh(force=True)
+            if self._pub is not None:
+                self._pub.close()
+        except Exception:
+            log.exception("cleaning up download %s", self.meta.name)
+        try:
+            if self.on_end is not None:
+                self.on_end(self)
+        except Exception:
+            log.exception("after download %s", self.meta.name)
         finally:
-            client.close()
+            self.done_event.set()
+
+    # --- progress ---------------------------------------------------------------------------
+    def _refresh(self, force: bool = False) -> None:
+        """A new snapshot for status() and the event bus, at most every EVENT_INTERVAL."""
+        now = time.monotonic()
+        if not force and now - self._last_event < EVENT_INTERVAL:
+            return
+        self._last_event = now
+        self._snapshot = event = self._make_snapshot()
+        if self._pub is not None:
+            try:
+                self._pub.send_multipart(event.encode(), zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+
+    def _make_snapshot(self) -> ProgressEvent:
+        t, picker = self._tally, self.picker
+        flight = Bitfield(self.meta.num_pieces)
+        if t.state is DownloadState.RUNNING:
+            for piece in picker.in_flight:
+                flight.add(piece)
+        return ProgressEvent(
+            peer=self.peer_name,
+            group=self.meta.group,
+            name=self.meta.name,
+            dest=self.final,
+            size=self.meta.size,
+            total=self.meta.num_pieces,
+            done=len(picker.have),
+            reused=t.reused,
+            state=t.state,
+            elapsed=(t.finished or time.monotonic()) - self.started,
+            holders=dict(t.from_holders),
+            sources=sum(1 for h in picker.holders.values() if picker.alive(h)),
+            in_flight=len(picker.in_flight),
+            have=picker.have.encode(),
+            flight=flight.encode(),
+            error=t.error,
+            note=t.note,
+        )

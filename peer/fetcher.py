@@ -1,13 +1,15 @@
-"""A download worker: takes assignments from the ventilator, fetches pieces, verifies them.
+"""A download worker: takes assignments from the ventilator, fetches, verifies and writes pieces.
 
 Each worker owns its sockets (a PULL from the ventilator, a PUSH to the sink, one DEALER per
 holder it talks to) and keeps several requests in flight at once, so one worker hides the
-round trip to several holders. Hashing happens here, in parallel threads (hashlib releases the
-GIL); only verified bytes go on to the sink, as the received frame itself (no copy).
+round trip to several holders. Hashing and the pwrite at the piece's offset happen here, in
+parallel threads (hashlib and os.pwrite release the GIL), which spreads the kernel's cost of
+touching fresh pages over every core; the sink is only told which piece is in.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import logging
@@ -18,50 +20,51 @@ import zmq
 
 from broker.sockets import configure_dealer
 from messages.errors import Code, ProtocolError
-from messages.pieces import PieceRequest, decode_piece_reply, encode_piece_request
+from messages.pieces import PieceReply, PieceRequest
 from messages.pipeline import READY, Assignment, Result
 from messages.protocol import PIECE_MAX_MSG
-from messages.records import FileMeta, Grant
+from messages.records import FileMeta
 
 from .hashing import digest_at
+from .partfile import write_all
 
 log = logging.getLogger(__name__)
 
-# Error replies after which a holder is not asked again in this download.
-DISTRUST = {Code.FILE_CHANGED, Code.IO_ERROR}
+# Error replies after which a holder is not asked again in this download: its copy is broken.
+DISTRUST = frozenset({Code.FILE_CHANGED, Code.IO_ERROR})
 
 
 class Fetcher(threading.Thread):
     def __init__(
         self,
         ctx: zmq.Context,
-        ventilator: str,
-        sink: str,
+        pipes: tuple[str, str],
         meta: FileMeta,
         digests: bytes,
+        fd: int,
         stop: threading.Event,
         name: str,
     ) -> None:
         super().__init__(name=name, daemon=True)
         self.ctx = ctx
-        self.ventilator = ventilator
-        self.sink = sink
+        self.ventilator, self.sink = pipes
         self.meta = meta
         self.digests = digests
+        self.fd = fd
         self.stop_event = stop
         self._ids = itertools.count(1)
         self._dealers: dict[str, zmq.Socket] = {}
         self._pending: dict[int, tuple[Assignment, float]] = {}
+        self._poller = zmq.Poller()
 
     def run(self) -> None:
         pull = self.ctx.socket(zmq.PULL)
         push = self.ctx.socket(zmq.PUSH)
-        self._push = push
         try:
             pull.connect(self.ventilator)
             push.connect(self.sink)
             push.send(READY)
-            self._loop(pull)
+            self._loop(pull, push)
         except zmq.ContextTerminated:
             pass
         finally:
@@ -70,96 +73,98 @@ class Fetcher(threading.Thread):
             pull.close(linger=0)
             push.close(linger=0)
 
-    def _loop(self, pull: zmq.Socket) -> None:
-        poller = zmq.Poller()
-        poller.register(pull, zmq.POLLIN)
+    def _loop(self, pull: zmq.Socket, push: zmq.Socket) -> None:
+        self._poller.register(pull, zmq.POLLIN)
         while not self.stop_event.is_set():
-            events = dict(poller.poll(100))
+            events = dict(self._poller.poll(100))
             if pull in events:
-                while True:
-                    try:
-                        frames = pull.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    a = Assignment.decode(frames)
-                    try:
-                        self._send(a, poller)
-                    except zmq.ZMQError as exc:  # e.g. an endpoint zmq cannot connect to
-                        self._drop(a.endpoint, poller)
-                        msg = f"cannot connect to {a.holder}: {exc}"
-                        self._report(Result(a.piece, a.holder, False, str(Code.IO_ERROR), msg, True))
+                self._take_assignments(pull, push)
             for endpoint, sock in list(self._dealers.items()):
                 if sock in events:
-                    self._drain(endpoint, sock)
-            self._expire(poller)
+                    self._drain(endpoint, sock, push)
+            self._expire(push)
 
-    def _send(self, a: Assignment, poller: zmq.Poller) -> None:
-        sock = self._dealers.get(a.endpoint)
+    def _take_assignments(self, pull: zmq.Socket, push: zmq.Socket) -> None:
+        while True:
+            try:
+                a = Assignment.decode(pull.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            try:
+                self._send(a)
+            except zmq.ZMQError as exc:  # e.g. an endpoint zmq cannot connect to
+                self._drop(a.holder)
+                push.send_multipart(Result.bad_data(a.piece, a.holder, f"cannot connect: {exc}").encode())
+
+    def _send(self, a: Assignment) -> None:
+        sock = self._dealers.get(a.holder)
         if sock is None:
-            sock = self._dealers[a.endpoint] = self.ctx.socket(zmq.DEALER)
-            poller.register(sock, zmq.POLLIN)
-            configure_dealer(sock, max_msg=PIECE_MAX_MSG)
-            sock.connect(a.endpoint)
-        req_id = next(self._ids)
-        try:
-            grant = Grant.from_wire(a.grant)
-        except ProtocolError as exc:
-            self._report(Result(a.piece, a.holder, False, str(exc.code), exc.message))
-            return
-        req = PieceRequest(id=req_id, group=self.meta.group, file=self.meta.name, piece=a.piece, grant=grant)
-        sock.send_multipart(encode_piece_request(req))
-        self._pending[req_id] = (a, time.monotonic() + a.timeout)
+            sock = self.ctx.socket(zmq.DEALER)
+            try:
+                configure_dealer(sock, max_msg=PIECE_MAX_MSG)
+                sock.connect(a.holder)
+            except zmq.ZMQError:
+                sock.close(linger=0)
+                raise
+            self._dealers[a.holder] = sock
+            self._poller.register(sock, zmq.POLLIN)
+        req = PieceRequest(
+            id=next(self._ids), group=self.meta.group, file=self.meta.name, piece=a.piece, grant=a.grant
+        )
+        sock.send_multipart(req.encode())
+        self._pending[req.id] = (a, time.monotonic() + a.timeout)
 
-    def _drain(self, endpoint: str, sock: zmq.Socket) -> None:
+    def _drain(self, endpoint: str, sock: zmq.Socket, push: zmq.Socket) -> None:
         while True:
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             try:
-                reply = decode_piece_reply(frames)
+                reply = PieceReply.decode(frames)
             except ProtocolError as exc:
                 log.warning("malformed piece reply from %s: %s", endpoint, exc)
                 continue
             entry = self._pending.get(reply.id)
-            if entry is None or entry[0].endpoint != endpoint:
+            if entry is None or entry[0].holder != endpoint:
                 continue  # an answer to a request we already gave up on
             del self._pending[reply.id]
-            self._report(self._check(entry[0], reply.piece, reply.payload, reply.error))
+            push.send_multipart(self._check(entry[0], reply).encode())
 
-    def _check(self, a: Assignment, piece: int, payload: object, error: object) -> Result:
-        if error is not None:
-            code = getattr(error, "code", Code.INTERNAL)
-            return Result(a.piece, a.holder, False, str(code), str(error), bad_data=code in DISTRUST)
-        expected = self.meta.piece_len(a.piece)
-        buf = payload.buffer  # type: ignore[attr-defined]
-        if piece != a.piece or len(buf) != expected:
-            return Result(
-                a.piece, a.holder, False, "bad_piece", f"wrong piece or length from {a.holder}", True
-            )
+    def _check(self, a: Assignment, reply: PieceReply) -> Result:
+        """Verify a reply and write its piece; what became of the assignment."""
+        if reply.error is not None:
+            if reply.error.code in DISTRUST:
+                return Result.bad_data(a.piece, a.holder, reply.error.message)
+            return Result.fail(a.piece, a.holder, reply.error.code, reply.error.message)
+        buf = reply.payload.buffer
+        if reply.piece != a.piece or len(buf) != self.meta.piece_len(a.piece):
+            return Result.bad_data(a.piece, a.holder, f"wrong piece or length from {a.holder}")
         if hashlib.sha256(buf).digest() != digest_at(self.digests, a.piece):
-            return Result(
-                a.piece, a.holder, False, "bad_piece", f"piece {a.piece} from {a.holder} failed SHA-256", True
-            )
-        return Result(a.piece, a.holder, True, payload=payload)
+            return Result.bad_data(a.piece, a.holder, f"piece {a.piece} from {a.holder} failed SHA-256")
+        try:
+            write_all(self.fd, buf, a.piece * self.meta.piece_size)
+        except OSError as exc:
+            code = Code.NO_SPACE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else Code.IO_ERROR
+            return Result.local(a.piece, a.holder, code, exc.strerror or str(exc))
+        return Result.ok(a.piece, a.holder)
 
-    def _expire(self, poller: zmq.Poller) -> None:
+    def _expire(self, push: zmq.Socket) -> None:
         now = time.monotonic()
-        late = {a.endpoint for a, deadline in self._pending.values() if deadline <= now}
+        late = {a.holder for a, deadline in self._pending.values() if deadline <= now}
         for endpoint in late:
             # The link is suspect: drop the socket (and whatever it still queues) and fail every
             # request on it, so the pieces go to other holders at once.
-            self._drop(endpoint, poller)
+            self._drop(endpoint)
             for req_id, (a, _) in list(self._pending.items()):
-                if a.endpoint == endpoint:
+                if a.holder == endpoint:
                     del self._pending[req_id]
-                    self._report(Result(a.piece, a.holder, False, str(Code.TIMEOUT), f"{a.holder} timed out"))
+                    push.send_multipart(
+                        Result.fail(a.piece, a.holder, Code.TIMEOUT, f"{a.holder} timed out").encode()
+                    )
 
-    def _drop(self, endpoint: str, poller: zmq.Poller) -> None:
+    def _drop(self, endpoint: str) -> None:
         sock = self._dealers.pop(endpoint, None)
         if sock is not None:
-            poller.unregister(sock)
+            self._poller.unregister(sock)
             sock.close(linger=0)
-
-    def _report(self, result: Result) -> None:
-        self._push.send_multipart(result.encode(), copy=False)

@@ -1,8 +1,8 @@
-"""Plain-text renderings of results, shared by the shell and the scripts."""
+"""Plain-text renderings of downloads and sizes, shared by the shell and the live view."""
 
 from __future__ import annotations
 
-from .download import DownloadStatus
+from messages.events import DownloadState, ProgressEvent
 
 
 def human_size(n: float) -> str:
@@ -13,35 +13,29 @@ def human_size(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def rate(s: DownloadStatus) -> float:
-    """Bytes per second fetched so far (pieces reused from a .part file do not count)."""
-    fetched = (s.done - s.reused) * (s.size / s.total if s.total else 0)
-    return fetched / s.elapsed if s.elapsed > 0 else 0.0
+def holders_text(s: ProgressEvent) -> str:
+    return " ".join(f"{u}:{n}" for u, n in sorted(s.holders.items())) or "none"
 
 
-def holders_text(s: DownloadStatus) -> str:
-    return " ".join(f"{u}:{n}" for u, n in sorted(s.from_holders.items())) or "none"
-
-
-def download_line(s: DownloadStatus) -> str:
+def download_line(s: ProgressEvent) -> str:
     """show_downloads' classic line: [D] running, [C] complete, [F] failed."""
-    if s.state == "complete":
+    if s.state is DownloadState.COMPLETE:
         return f"[C] [{s.group}] {s.name}"
-    if s.state == "failed":
+    if s.state is DownloadState.FAILED:
         return f"[F] [{s.group}] {s.name}: {s.error}"
     pct = 100.0 * s.done / s.total if s.total else 100.0
     return (
         f"[D] [{s.group}] {s.name} {pct:.0f}% ({s.done}/{s.total} pieces, "
-        f"{rate(s) / 1e6:.1f} MB/s, {s.holders} holders)"
+        f"{s.rate / 1e6:.1f} MB/s, {s.sources} holders)"
     )
 
 
-def finished_line(s: DownloadStatus) -> str:
-    if s.state != "complete":
+def finished_line(s: ProgressEvent) -> str:
+    if s.state is not DownloadState.COMPLETE:
         return f"download of [{s.group}] {s.name} failed: {s.error}"
     extra = f", reused {s.reused}" if s.reused else ""
     note = f"; {s.note}" if s.note else ""
     return (
         f"download complete: [{s.group}] {s.name} -> {s.dest} ({human_size(s.size)} in {s.elapsed:.2f}s, "
-        f"{rate(s) / 1e6:.1f} MB/s; pieces from {holders_text(s)}{extra}){note}"
+        f"{s.rate / 1e6:.1f} MB/s; pieces from {holders_text(s)}{extra}){note}"
     )

@@ -1,9 +1,10 @@
 """What this peer serves: complete shares and partial downloads, shared with the seeder thread.
 
 The seeder reads it for every piece request and downloads write to it as pieces land, so it is
-guarded by a lock (it holds no sockets). Complete shares are saved per user in the peer's home
-(temp file, fsync, rename), so logging in again brings them back; a file whose size or mtime
-changed since it was shared is not served again.
+guarded by a lock (it holds no sockets) and hands out frozen snapshots (``Share``), never the
+entries it mutates. Complete shares are saved per user in the peer's home (temp file, fsync,
+rename), so logging in again brings them back; a file whose size or mtime changed since it was
+shared is not served again.
 """
 
 from __future__ import annotations
@@ -23,6 +24,18 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (group, file)
 
 
+@dataclass(frozen=True, slots=True)
+class Share:
+    """A snapshot of one entry, safe to read in any thread."""
+
+    meta: FileMeta
+    path: str
+    digests: bytes
+    complete: bool
+    size_on_disk: int
+    mtime_ns: int
+
+
 @dataclass(slots=True)
 class Served:
     meta: FileMeta
@@ -35,6 +48,9 @@ class Served:
     def stamp(self) -> None:
         st = os.stat(self.path)
         self.size_on_disk, self.mtime_ns = st.st_size, st.st_mtime_ns
+
+    def snapshot(self) -> Share:
+        return Share(self.meta, self.path, self.digests, self.have is None, self.size_on_disk, self.mtime_ns)
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -135,12 +151,12 @@ class Library:
             if served is not None and served.have is not None:
                 served.have.add(piece)
 
-    def remove(self, key: Key) -> Served | None:
+    def remove(self, key: Key) -> Share | None:
         with self._lock:
             served = self._items.pop(key, None)
             if served is not None and served.have is None:
                 self._save_locked()
-            return served
+            return served.snapshot() if served is not None else None
 
     def remove_group(self, group: str) -> None:
         with self._lock:
@@ -149,9 +165,18 @@ class Library:
             self._save_locked()
 
     # --- reads ----------------------------------------------------------------------------
-    def get(self, key: Key) -> Served | None:
+    def get(self, key: Key) -> Share | None:
         with self._lock:
-            return self._items.get(key)
+            served = self._items.get(key)
+            return served.snapshot() if served is not None else None
+
+    def has(self, key: Key, piece: int) -> bool:
+        """Whether we can serve ``piece`` of ``key`` now (complete, or that piece is in)."""
+        with self._lock:
+            served = self._items.get(key)
+            if served is None or not 0 <= piece < served.meta.num_pieces:
+                return False
+            return served.have is None or piece in served.have
 
     def announce_refs(self) -> list[dict[str, str]]:
         """What we serve, in the form the announce operation takes."""
@@ -171,3 +196,7 @@ class Library:
     def complete_keys(self) -> list[Key]:
         with self._lock:
             return [k for k, s in self._items.items() if s.have is None]
+
+    def shares(self) -> list[Share]:
+        with self._lock:
+            return [s.snapshot() for s in self._items.values()]

@@ -27,7 +27,6 @@ class HolderState:
     load: int = 0  # pieces in flight from us
     served: int = 0  # pieces it delivered (verified)
     failures: int = 0
-    banned: bool = False
     backoff_until: float = 0.0
     flight: set[int] = field(default_factory=set)
 
@@ -54,6 +53,7 @@ class Picker:
         self.holders: dict[str, HolderState] = {}
         self.banned: set[str] = set()  # remembered even if a holder drops out of a refresh
         self.in_flight: dict[int, set[str]] = {}  # piece -> holders asked for it
+        self._counts: list[int] = [0] * self.num_pieces  # usable holders of each piece
         self._heap: list[tuple[int, float, int]] = []
         self._dirty = True
 
@@ -62,8 +62,7 @@ class Picker:
         """A holder appeared or its pieces changed (tracker refresh)."""
         h = self.holders.get(hid)
         if h is None:
-            h = self.holders[hid] = HolderState(hid, have.copy() if have is not None else None)
-            h.banned = hid in self.banned
+            self.holders[hid] = HolderState(hid, have.copy() if have is not None else None)
         else:
             h.have = have.copy() if have is not None else None
         self._dirty = True
@@ -84,7 +83,7 @@ class Picker:
 
     def alive(self, h: HolderState) -> bool:
         """Still worth asking: not banned, and not failing every request for a long while."""
-        return not h.banned and h.failures < self.max_failures
+        return h.id not in self.banned and h.failures < self.max_failures
 
     # --- choosing -------------------------------------------------------------------------
     def assign(self, now: float) -> tuple[int, str] | None:
@@ -133,7 +132,7 @@ class Picker:
     def _rebuild(self) -> None:
         counts = [0] * self.num_pieces
         for h in self.holders.values():
-            if h.banned:
+            if h.id in self.banned:
                 continue
             if h.have is None:
                 counts = [c + 1 for c in counts]
@@ -171,12 +170,15 @@ class Picker:
         if h is None:
             return
         if ban:
-            h.banned = True
             self.banned.add(hid)
             self._dirty = True
         elif now >= h.backoff_until:  # one burst (every request on a dead link) counts once
             h.failures += 1
             h.backoff_until = now + min(self.max_backoff, 0.25 * 2**h.failures)
+
+    def release(self, piece: int, hid: str) -> None:
+        """An assignment that never reached a worker: back to the pool, no blame on the holder."""
+        self._unflight(piece, hid)
 
     def _flight(self, piece: int, hid: str) -> None:
         self.in_flight.setdefault(piece, set()).add(hid)

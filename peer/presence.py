@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import zmq
 
 from broker.client import ControlClient
+from broker.thread import ServiceThread
 from messages import protocol as P
 from messages.errors import Code, TorrentError
 from messages.records import Heartbeat
@@ -21,16 +23,17 @@ from messages.records import Heartbeat
 log = logging.getLogger(__name__)
 
 
-class PresenceKeeper:
+class PresenceKeeper(ServiceThread):
     def __init__(
         self,
         ctx: zmq.Context,
         tracker: str,
         token: Callable[[], str | None],
-        announce_args: Callable[[], dict],
+        announce_args: Callable[[], dict[str, Any]],
         on_session_lost: Callable[[], None],
         interval: float = P.HEARTBEAT_INTERVAL,
     ) -> None:
+        super().__init__("presence")
         self.ctx = ctx
         self.tracker = tracker
         self.token = token
@@ -38,27 +41,21 @@ class PresenceKeeper:
         self.on_session_lost = on_session_lost
         self.interval = interval
         self.epoch: str | None = None
-        self.announces = 0
-        self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="presence", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
+    def stop(self, timeout: float = 5.0) -> None:
+        self.stopping.set()
         self._wake.set()
-        self._thread.join(timeout=5)
+        super().stop(timeout)
 
     def nudge(self) -> None:
         """Heartbeat now (after login) instead of at the next interval."""
         self._wake.set()
 
-    def _run(self) -> None:
+    def run(self) -> None:
         client = ControlClient(self.ctx, self.tracker, timeout=max(1.0, self.interval), retries=0)
         try:
-            while not self._stop.is_set():
+            while not self.stopping.is_set():
                 token = self.token()
                 if token:
                     try:
@@ -79,7 +76,6 @@ class PresenceKeeper:
         if beat.online and beat.epoch == self.epoch:
             return
         client.call(P.OP_ANNOUNCE, self.announce_args(), token=token).unwrap()
-        self.announces += 1
         if beat.epoch != self.epoch and self.epoch is not None:
             log.info("tracker restarted (epoch %s); announced again", beat.epoch)
         self.epoch = beat.epoch

@@ -22,10 +22,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from messages.errors import ProtocolError, TorrentError
-from messages.events import ProgressEvent
+from messages.events import DownloadState, ProgressEvent
 
 from .api import Peer
-from .download import Download
 from .format import download_line, finished_line, human_size
 from .view import LiveView
 
@@ -35,10 +34,6 @@ class Command:
     args: tuple[str, ...]
     help: str
     run: Callable[[Shell, list[str]], None]
-
-
-class UsageError(Exception):
-    pass
 
 
 class Shell:
@@ -70,9 +65,8 @@ class Shell:
                 console.file.write(text + "\n")
             console.file.flush()
 
-    def _download_ended(self, d: Download) -> None:
-        s = d.status()
-        if s.state == "complete":
+    def _download_ended(self, s: ProgressEvent) -> None:
+        if s.state is DownloadState.COMPLETE:
             self.say(finished_line(s))
         else:
             self.fail(finished_line(s))
@@ -100,8 +94,6 @@ class Shell:
             cmd.run(self, args)
         except TorrentError as exc:
             self.fail(exc.message)
-        except UsageError as exc:
-            self.fail(str(exc))
         return self.failures == before
 
     # --- commands ---------------------------------------------------------------------------
@@ -213,10 +205,10 @@ class Shell:
 
     def watch(self, _a: list[str]) -> None:
         """Live view of running downloads until they end; Ctrl-C leaves the view, not the downloads."""
-        if not self.peer.downloads:
+        if not self.peer.running():
             self.say("no downloads running")
             return
-        sub = self.peer.events.subscriber()
+        sub = self.peer.subscribe_progress()
         view = LiveView()
         try:
             if self.interactive:
@@ -244,7 +236,7 @@ class Shell:
                     view.apply(ProgressEvent.decode(sub.recv_multipart()))
                 except ProtocolError:
                     continue
-        return bool(self.peer.downloads)
+        return bool(self.peer.running())
 
     def wait(self, _a: list[str]) -> None:
         ended = self.peer.wait()
@@ -252,7 +244,7 @@ class Shell:
 
     def status(self, _a: list[str]) -> None:
         who = self.peer.user if self.peer.logged_in else "nobody (not logged in)"
-        shares = len(self.peer.library.complete_keys())
+        shares = sum(1 for share in self.peer.shares() if share.complete)
         self.say(f"user {who}; serving on {self.peer.endpoint}; tracker {self.peer.tracker}; {shares} shares")
 
     def help(self, _a: list[str]) -> None:
@@ -294,7 +286,7 @@ class Shell:
                 continue
             self.execute(line)
         running = self.peer.download_statuses()
-        if any(s.state == "running" for s in running):
+        if any(s.state is DownloadState.RUNNING for s in running):
             self.say("waiting for running downloads (Ctrl-C to leave them for later)")
             try:
                 self.peer.wait()

@@ -16,9 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from messages.bitfield import Bitfield
-from messages.events import ProgressEvent
+from messages.events import DownloadState, ProgressEvent
 
-from .format import human_size
+from .format import holders_text, human_size
 
 MAP_WIDTH = 64  # cells in the piece map, whatever the number of pieces
 SMOOTHING = 0.3  # weight of the newest rate sample
@@ -59,12 +59,10 @@ class LiveView:
 
     def apply(self, event: ProgressEvent, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        done_bytes = min(event.size, event.done * (event.size / event.total)) if event.total else event.size
+        done_bytes = event.done_bytes
         t = self.items.get(event.key)
         if t is None:
-            t = self.items[event.key] = Tracked(event, 0.0, done_bytes, now)
-            fetched = (event.done - event.reused) * (event.size / event.total) if event.total else 0
-            t.rate = fetched / event.elapsed if event.elapsed > 0 else 0.0
+            self.items[event.key] = Tracked(event, event.rate, done_bytes, now)
             return
         dt = now - t.last_time
         if dt >= 0.05:
@@ -75,7 +73,7 @@ class LiveView:
 
     @property
     def running(self) -> bool:
-        return any(t.event.state == "running" for t in self.items.values())
+        return any(t.event.state is DownloadState.RUNNING for t in self.items.values())
 
     def render(self) -> RenderableType:
         if not self.items:
@@ -84,18 +82,18 @@ class LiveView:
 
     def _render_one(self, t: Tracked) -> RenderableType:
         e = t.event
-        done_bytes = min(e.size, e.done * e.size / e.total) if e.total else e.size
+        done_bytes = e.done_bytes
         grid = Table.grid(padding=(0, 1))
         grid.add_column(no_wrap=True)
         grid.add_column(no_wrap=True)
         who = f" ({e.peer})" if e.peer else ""
-        state = {"running": "", "complete": " [complete]", "failed": " [failed]"}[e.state]
+        state = "" if e.state is DownloadState.RUNNING else f" [{e.state}]"
         grid.add_row(Text(f"[{e.group}] {e.name}{who}{state}", style="bold"), "")
         bar = ProgressBar(total=max(e.total, 1), completed=e.done if e.total else 1, width=40)
-        if e.state == "running" and t.rate > 0:
+        if e.state is DownloadState.RUNNING and t.rate > 0:
             eta = f"ETA {(e.size - done_bytes) / t.rate:5.1f}s"
         else:
-            eta = f"in {e.elapsed:.1f}s" if e.state == "complete" else ""
+            eta = f"in {e.elapsed:.1f}s" if e.state is DownloadState.COMPLETE else ""
         figures = (
             f"{human_size(done_bytes)} / {human_size(e.size)}  {t.rate / 1e6:6.1f} MB/s  {eta}  "
             f"pieces {e.done}/{e.total}  in flight {e.in_flight}"
@@ -118,7 +116,7 @@ class LiveView:
         for t in self.items.values():
             e = t.event
             pct = 100 * e.done / e.total if e.total else 100
-            holders = " ".join(f"{u}:{n}" for u, n in sorted(e.holders.items())) or "-"
+            holders = holders_text(e) if e.holders else "-"
             out.append(
                 f"{e.peer} [{e.group}] {e.name} {e.state} {pct:5.1f}% {e.done}/{e.total} pieces "
                 f"{t.rate / 1e6:.1f} MB/s holders {holders}"

@@ -16,18 +16,15 @@ import sys
 import time
 
 import orjson
+from bench_baselines import tcp_baseline, zmq_baseline
+from bench_control import control_bench
+from bench_download import DownloadBench, recycle_page_cache, summarize
 from rich.console import Console
 from rich.table import Table
 
+from peer.cli import parse_size
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from bench_baselines import tcp_baseline, zmq_baseline  # noqa: E402
-from bench_control import control_bench  # noqa: E402
-from bench_download import DownloadBench, recycle_page_cache, summarize  # noqa: E402
-
-from peer.cli import parse_size  # noqa: E402
 
 
 def make_source(folder: str, size: int) -> str:

@@ -20,12 +20,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
 
-import orjson
 import zmq
 
-from peer.remote import Process
+from launch.processes import Process, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECV_BUF = 512 * 1024  # the receiver's preallocated buffer, as large as our default piece
@@ -57,10 +55,10 @@ def _run_pair(send: list[str], recv: list[str], size: int, dest: str) -> dict[st
     try:
         sender = _spawn(send)
         procs.append(sender)
-        port = _json_line(sender, "port", deadline)["port"]
+        port = sender.json_line("port", deadline - time.monotonic())["port"]
         receiver = _spawn([*recv, str(port)])
         procs.append(receiver)
-        report = _json_line(receiver, "seconds", deadline)
+        report = receiver.json_line("seconds", deadline - time.monotonic())
         for p in procs:
             rc = p.p.wait(timeout=max(0.1, deadline - time.monotonic()))
             if rc != 0:
@@ -81,18 +79,7 @@ def _spawn(args: list[str]) -> Process:
     return Process([sys.executable, os.path.abspath(__file__), *args], f"baseline {args[0]}", cwd=ROOT)
 
 
-def _json_line(proc: Process, key: str, deadline: float) -> dict[str, Any]:
-    """The child's JSON report line that starts with ``key`` (merged output may hold other lines)."""
-    m = proc.wait_for(rf'^\{{"{key}":.*\}}$', timeout=max(0.1, deadline - time.monotonic()))
-    return orjson.loads(m.group(0))
-
-
 # --- children ---------------------------------------------------------------------------------
-
-
-def _report(**fields: Any) -> None:
-    sys.stdout.write(orjson.dumps(fields).decode() + "\n")
-    sys.stdout.flush()
 
 
 def _cpu_seconds() -> float:
@@ -116,7 +103,7 @@ def _open_dest(dest: str, size: int) -> int:
 def _tcp_send(path: str) -> None:
     with socket.create_server(("127.0.0.1", 0)) as srv, open(path, "rb") as f:
         srv.settimeout(CHILD_TIMEOUT_MS / 1000)
-        _report(port=srv.getsockname()[1])
+        report(port=srv.getsockname()[1])
         conn, _ = srv.accept()
         with conn:
             conn.settimeout(None)  # blocking: a timeout would add a poll() before every sendfile
@@ -145,7 +132,7 @@ def _tcp_recv(dest: str, size: str, port: str) -> None:
             seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
     finally:
         os.close(fd)
-    _report(seconds=seconds, bytes=got, cpu_s=cpu)
+    report(seconds=seconds, bytes=got, cpu_s=cpu)
 
 
 def _zmq_send(path: str, frame: str) -> None:
@@ -158,7 +145,7 @@ def _zmq_send(path: str, frame: str) -> None:
         sock.setsockopt(zmq.SNDHWM, HWM)
         sock.setsockopt(zmq.SNDTIMEO, CHILD_TIMEOUT_MS)
         sock.setsockopt(zmq.RCVTIMEO, CHILD_TIMEOUT_MS)
-        _report(port=sock.bind_to_random_port("tcp://127.0.0.1"))
+        report(port=sock.bind_to_random_port("tcp://127.0.0.1"))
         size = os.fstat(fd).st_size
         for offset in range(0, size, step):
             sock.send_multipart([_OFFSET.pack(offset), os.pread(fd, step, offset)], copy=False)
@@ -195,7 +182,7 @@ def _zmq_recv(dest: str, size: str, port: str) -> None:
         os.close(fd)
         sock.close(linger=0)
         ctx.term()
-    _report(seconds=seconds, bytes=got, cpu_s=cpu)
+    report(seconds=seconds, bytes=got, cpu_s=cpu)
 
 
 _CHILDREN: dict[str, Callable[..., None]] = {

@@ -35,10 +35,10 @@ import zmq
 
 from broker.client import ControlClient
 from broker.sockets import dealer
+from launch.processes import Process, TrackerProcess, report
 from messages import protocol as P
-from messages.control import Request, decode_reply, encode_request
+from messages.control import Reply, Request
 from messages.errors import ProtocolError
-from peer.remote import Process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GROUP = "bench"
@@ -111,7 +111,7 @@ class _Runner:
     # --- the benchmark ----------------------------------------------------------------------------
     def all(self, ctx: zmq.Context, db: str) -> dict[str, Any]:
         echo = self._spawn(["echo"], "echo server", stdin=True)
-        endpoint = _json_line(echo, "endpoint", READY_TIMEOUT)["endpoint"]
+        endpoint = echo.json_line("endpoint", READY_TIMEOUT)["endpoint"]
         self._phase("echo", endpoint, P.OP_PING, echo.pid, [(f"u{k}", "") for k in range(self.clients)])
         echo.kill()
 
@@ -183,10 +183,10 @@ class _Runner:
             spec = {"endpoint": endpoint, "op": op, "label": name, "clients": mine}
             spec |= {"total": self.clients, "quota": quota}
             p = self._spawn(["load"], f"load {name} {i}", stdin=True)
-            _send_line(p, spec)
+            p.send_line(spec)
             loads.append(p)
         for p in loads:
-            _json_line(p, "ready", READY_TIMEOUT)
+            p.json_line("ready", READY_TIMEOUT)
 
         # Barrier: one shared window on the wall clock; every process waits for its start.
         start = time.time() + 0.1
@@ -194,7 +194,7 @@ class _Runner:
         stop = end + (KILL_TAIL if kill else 0.0)
         go = {"start": start, "end": end, "stop": stop, "drain": stop + DRAIN}
         for p in loads:
-            _send_line(p, go)
+            p.send_line(go)
             assert p.p.stdin is not None
             p.p.stdin.close()
         _sleep_until(start)
@@ -211,7 +211,7 @@ class _Runner:
         phase = _Phase()
         client_cpu = 0.0
         for p in loads:
-            report = _json_line(p, "ok", stop + DRAIN + READY_TIMEOUT - time.time())
+            report = p.json_line("ok", stop + DRAIN + READY_TIMEOUT - time.time())
             phase.ok += report["ok"]
             phase.errors.update(report["errors"])
             phase.acked += [(g, u) for g, u in report["acked"]]
@@ -232,16 +232,10 @@ class _Runner:
         self.children.append(p)
         return p
 
-    def _start_tracker(self, db: str, bind: str) -> _Tracker:
-        """Like peer.remote.TrackerProcess, but registered before the wait, so a failed start is killed."""
-        p = _Tracker([sys.executable, "-m", "tracker", "--bind", bind, "--db", db], "tracker", cwd=ROOT)
+    def _start_tracker(self, db: str, bind: str) -> TrackerProcess:
+        p = TrackerProcess(db, bind, cwd=ROOT, timeout=READY_TIMEOUT)  # killed by itself if never ready
         self.children.append(p)
-        p.endpoint = p.wait_for(r"tracker listening on (tcp://\S+)", READY_TIMEOUT).group(1)
         return p
-
-
-class _Tracker(Process):
-    endpoint: str = ""
 
 
 # --- setup through the real client ---------------------------------------------------------------
@@ -311,11 +305,11 @@ def _pipeline_create(
                 req = Request(
                     sent + 1, P.OP_CREATE_GROUP, {"group": names[sent]}, cid="precreate", token=token
                 )
-                sock.send_multipart(encode_request(req))
+                sock.send_multipart(req.encode())
                 sent += 1
             if not sock.poll(READY_TIMEOUT * 1000, zmq.POLLIN):
                 raise TimeoutError(f"pre-creating groups: no reply in {READY_TIMEOUT}s")
-            decode_reply(sock.recv_multipart()).unwrap()
+            Reply.decode(sock.recv_multipart()).unwrap()
             done += 1
     finally:
         sock.close(linger=0)
@@ -327,7 +321,7 @@ def _count_found(db: str, creates: list[tuple[str, str]], joins: list[tuple[str,
     conn = sqlite3.connect(pathlib.Path(db).resolve().as_uri() + "?mode=ro", uri=True)
     try:
         groups = set(conn.execute("SELECT name, admin FROM groups WHERE name LIKE 'c%'"))
-        requests = set(conn.execute("SELECT grp, user FROM requests WHERE grp LIKE 'j%'"))
+        requests = set(conn.execute("SELECT grp, uname FROM requests WHERE grp LIKE 'j%'"))
     finally:
         conn.close()
     found = sum(w in groups for w in creates) + sum(w in requests for w in joins)
@@ -335,23 +329,6 @@ def _count_found(db: str, creates: list[tuple[str, str]], joins: list[tuple[str,
 
 
 # --- small helpers ---------------------------------------------------------------------------------
-
-
-def _send_line(p: Process, obj: Any) -> None:
-    assert p.p.stdin is not None
-    p.p.stdin.write(orjson.dumps(obj).decode() + "\n")
-    p.p.stdin.flush()
-
-
-def _json_line(p: Process, key: str, timeout: float) -> dict[str, Any]:
-    """The child's JSON report that starts with ``key`` (its output also carries stderr)."""
-    m = p.wait_for(rf'^\{{"{key}":.*\}}$', timeout=max(0.1, timeout))
-    return orjson.loads(m.group(0))
-
-
-def _report(**fields: Any) -> None:
-    sys.stdout.write(orjson.dumps(fields).decode() + "\n")
-    sys.stdout.flush()
 
 
 def _sleep_until(t: float) -> None:
@@ -382,7 +359,7 @@ def _echo_main() -> int:
         sock.setsockopt(zmq.SNDHWM, 1000)
         sock.setsockopt(zmq.RCVHWM, 1000)
         sock.bind("tcp://127.0.0.1:0")
-        _report(endpoint=sock.getsockopt_string(zmq.LAST_ENDPOINT))
+        report(endpoint=sock.getsockopt_string(zmq.LAST_ENDPOINT))
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         stdin = sys.stdin.fileno()
@@ -453,14 +430,14 @@ def _send_next(c: _Client, op: str, spec: dict[str, Any]) -> bool:
     args, c.key = nxt
     c.seq += 1
     c.pending = c.seq
-    c.sock.send_multipart(encode_request(Request(c.seq, op, args, cid=c.cid, token=c.token)), zmq.NOBLOCK)
+    c.sock.send_multipart(Request(c.seq, op, args, cid=c.cid, token=c.token).encode(), zmq.NOBLOCK)
     return True
 
 
 def _warm_up(clients: list[_Client], poller: zmq.Poller) -> None:
     """Connect every socket and see one reply on each before the clock starts."""
     for c in clients:
-        c.sock.send_multipart(encode_request(Request(0, P.OP_PING, {}, cid=c.cid)))
+        c.sock.send_multipart(Request(0, P.OP_PING, {}, cid=c.cid).encode())
     waiting = len(clients)
     deadline = time.monotonic() + READY_TIMEOUT
     while waiting:
@@ -468,7 +445,7 @@ def _warm_up(clients: list[_Client], poller: zmq.Poller) -> None:
         if left <= 0:
             raise TimeoutError(f"warm-up: {waiting} sockets got no reply")
         for sock, _ in poller.poll(left * 1000):
-            decode_reply(sock.recv_multipart()).unwrap()
+            Reply.decode(sock.recv_multipart()).unwrap()
             waiting -= 1
 
 
@@ -500,7 +477,7 @@ def _drive(
             frames = sock.recv_multipart()
             now = time.time()
             try:
-                reply = decode_reply(frames)
+                reply = Reply.decode(frames)
             except ProtocolError:
                 errors["bad_reply"] += 1
             else:
@@ -538,11 +515,11 @@ def _load_main() -> int:
         for c in clients:
             poller.register(c.sock, zmq.POLLIN)
         _warm_up(clients, poller)
-        _report(ready=True)
+        report(ready=True)
         line = sys.stdin.readline()
         if not line:
             return 1  # parent gone before the start
-        _report(**_drive(clients, poller, spec, orjson.loads(line)))
+        report(**_drive(clients, poller, spec, orjson.loads(line)))
         return 0
     finally:
         for c in clients:

@@ -12,7 +12,7 @@ import shutil
 import statistics
 import time
 
-from peer.remote import ShellProcess, TrackerProcess
+from launch.processes import ShellProcess, TrackerProcess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -17,14 +17,13 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from launch.processes import ShellProcess, TrackerProcess
+from messages.errors import ProtocolError
+from messages.events import ProgressEvent
+from peer.cli import parse_size
+from peer.view import LiveView
 
-from messages.errors import ProtocolError  # noqa: E402
-from messages.events import ProgressEvent  # noqa: E402
-from peer.cli import parse_size  # noqa: E402
-from peer.remote import ShellProcess, TrackerProcess  # noqa: E402
-from peer.view import LiveView  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 GROUP = "demo"
 PASSWORD = "demo-pw"

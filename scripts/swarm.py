@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -17,41 +16,11 @@ import time
 
 import orjson
 
+from launch.background import TRACKER_READY, spawn, wait_line
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PASSWORD = "pw"
 GROUP = "swarm"
-
-
-def spawn(argv: list[str], log: str) -> subprocess.Popen:
-    os.makedirs(os.path.dirname(log), exist_ok=True)
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-        )
-
-
-def wait_line(log: str, pattern: str, proc: subprocess.Popen, timeout: float = 30) -> re.Match[str]:
-    deadline = time.monotonic() + timeout
-    rx = re.compile(pattern)
-    while time.monotonic() < deadline:
-        if os.path.exists(log):
-            with open(log, encoding="utf-8", errors="replace") as f:
-                m = rx.search(f.read())
-            if m:
-                return m
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    with open(log, encoding="utf-8", errors="replace") as f:
-        tail = f.read()[-2000:]
-    raise SystemExit(
-        f"error: {log}: no {pattern!r} (process {'exited' if proc.poll() is not None else 'stuck'}):\n{tail}"
-    )
 
 
 def peer_argv(tracker: str, home: str, commands: list[str], stay: bool) -> list[str]:
@@ -74,8 +43,9 @@ def start(args: argparse.Namespace) -> int:
     tracker = spawn(
         [sys.executable, "-m", "tracker", "--bind", args.bind, "--db", os.path.join(args.dir, "tracker.db")],
         tlog,
+        ROOT,
     )
-    endpoint = wait_line(tlog, r"tracker listening on (tcp://\S+)", tracker).group(1)
+    endpoint = wait_line(tlog, TRACKER_READY, tracker).group(1)
     record = {"tracker": {"endpoint": endpoint, "pid": tracker.pid, "log": tlog}, "peers": []}
     procs = []
     for i in range(1, args.peers + 1):
@@ -84,7 +54,7 @@ def start(args: argparse.Namespace) -> int:
         cmds = [f"create_user {name} {PASSWORD}", f"login {name} {PASSWORD}"]
         cmds.append(f"create_group {GROUP}" if i == 1 else f"join_group {GROUP}")
         cmds.append("status")
-        p = spawn(peer_argv(endpoint, home, cmds, stay=True), os.path.join(home, "console.log"))
+        p = spawn(peer_argv(endpoint, home, cmds, stay=True), os.path.join(home, "console.log"), ROOT)
         procs.append((name, home, p))
         if i == 1:  # the group must exist before anyone asks to join it
             wait_line(os.path.join(home, "console.log"), r"serving on", p)

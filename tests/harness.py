@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable
 
-from peer.remote import Output, Process, ShellProcess, TrackerProcess
+from launch.processes import Output, Process, ShellProcess, TrackerProcess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -18,27 +18,12 @@ import pytest
 
 from messages import protocol as P
 from messages.bitfield import Bitfield
-from messages.control import (
-    Reply,
-    Request,
-    decode_reply,
-    decode_request,
-    encode_reply,
-    encode_request,
-    error_reply,
-    peek_id,
-)
-from messages.errors import Code, ProtocolError, RemoteError
+from messages.control import Reply, Request
+from messages.errors import Code, ProtocolError, Refused, RemoteError, TorrentError
+from messages.frames import peek_id
 from messages.grants import check_grant, make_grant
 from messages.names import check_file_name, check_name
-from messages.pieces import (
-    PieceRequest,
-    decode_piece_reply,
-    decode_piece_request,
-    encode_piece_error,
-    encode_piece_reply,
-    encode_piece_request,
-)
+from messages.pieces import PieceReply, PieceRequest
 from messages.records import FileEntry, FileMeta, Grant, GroupEntry, Heartbeat, Holder, LeaveResult
 from messages.schema import validate_args
 
@@ -65,9 +50,9 @@ def request_frames(op: str, args: Any, blob: bytes | None = None, **extra: Any) 
 
 
 @contextmanager
-def expect_code(code: Code) -> Iterator[None]:
-    """A ProtocolError with exactly this code must be raised inside the block."""
-    with pytest.raises(ProtocolError) as info:
+def expect_code(code: Code, kind: type[TorrentError] = ProtocolError) -> Iterator[None]:
+    """An error of ``kind`` (malformed input, by default) with exactly this code must be raised."""
+    with pytest.raises(kind) as info:
         yield
     assert info.value.code == code, f"got {info.value.code!r}: {info.value.message}"
 
@@ -77,10 +62,10 @@ def expect_code(code: Code) -> Iterator[None]:
 
 def test_request_round_trip_without_blob() -> None:
     req = Request(id=42, op=P.OP_LOGIN, args={"user": "alice", "password": "s3cret"}, cid="client-1")
-    frames = encode_request(req)
+    frames = req.encode()
     assert len(frames) == 2
     assert frames[0] == TAG
-    out = decode_request(frames)
+    out = Request.decode(frames)
     assert out == req
     assert out.token is None
     assert out.blob is None
@@ -95,22 +80,22 @@ def test_request_round_trip_with_blob_and_token() -> None:
         token="tok-123",
         blob=DIGESTS,
     )
-    frames = encode_request(req)
+    frames = req.encode()
     assert len(frames) == 3
     assert frames[2] == DIGESTS
-    out = decode_request(frames)
+    out = Request.decode(frames)
     assert out == req
     assert out.blob == DIGESTS
     assert out.token == "tok-123"
 
 
 def test_request_accepts_memoryview_like_frames() -> None:
-    frames = [bytearray(f) for f in encode_request(Request(id=1, op=P.OP_PING, args={}))]
-    assert decode_request(frames).op == P.OP_PING
+    frames = [bytearray(f) for f in Request(id=1, op=P.OP_PING, args={}).encode()]
+    assert Request.decode(frames).op == P.OP_PING
 
 
 def test_request_without_args_key_is_empty_args_for_ping() -> None:
-    out = decode_request(header_frames({"id": 3, "op": P.OP_PING}))
+    out = Request.decode(header_frames({"id": 3, "op": P.OP_PING}))
     assert out.args == {}
     assert out.cid == ""
 
@@ -119,8 +104,8 @@ def test_request_without_args_key_is_empty_args_for_ping() -> None:
 
 
 def test_reply_ok_round_trip() -> None:
-    reply = Reply(id=9, ok=True, result={"groups": [{"name": "films"}], "n": 3}, blob=b"\x00\x01")
-    out = decode_reply(encode_reply(reply))
+    reply = Reply.success(9, {"groups": [{"name": "films"}], "n": 3}, blob=b"\x00\x01")
+    out = Reply.decode(reply.encode())
     assert out.ok is True
     assert out.id == 9
     assert out.result == reply.result
@@ -129,13 +114,13 @@ def test_reply_ok_round_trip() -> None:
 
 
 def test_reply_error_round_trip_keeps_code_and_message() -> None:
-    reply = error_reply(5, RemoteError(Code.NO_SUCH_GROUP, "no group 'x'"))
-    frames = encode_reply(reply)
+    reply = Reply.failure(5, Refused(Code.NO_SUCH_GROUP, "no group 'x'"))
+    frames = reply.encode()
     assert len(frames) == 2
-    out = decode_reply(frames)
+    out = Reply.decode(frames)
     assert out.ok is False
     assert out.id == 5
-    assert isinstance(out.error, RemoteError)
+    assert out.error is not None
     assert out.error.code is Code.NO_SUCH_GROUP
     assert out.error.message == "no group 'x'"
     with pytest.raises(RemoteError) as info:
@@ -144,7 +129,7 @@ def test_reply_error_round_trip_keeps_code_and_message() -> None:
 
 
 def test_reply_error_with_unknown_code_keeps_the_string() -> None:
-    out = decode_reply(header_frames({"id": 1, "ok": False, "error": {"code": "future_x", "message": "m"}}))
+    out = Reply.decode(header_frames({"id": 1, "ok": False, "error": {"code": "future_x", "message": "m"}}))
     assert out.error is not None
     assert out.error.code == "future_x"
 
@@ -163,13 +148,13 @@ def test_reply_error_with_unknown_code_keeps_the_string() -> None:
 )
 def test_malformed_reply_is_bad_json(header: dict[str, Any]) -> None:
     with expect_code(Code.BAD_JSON):
-        decode_reply(header_frames(header))
+        Reply.decode(header_frames(header))
 
 
 @pytest.mark.parametrize("bad_id", [-1, True, "3", 1 << 53, None, 1.5])
 def test_reply_with_bad_id_is_bad_args(bad_id: Any) -> None:
     with expect_code(Code.BAD_ARGS):
-        decode_reply(header_frames({"id": bad_id, "ok": True, "result": {}}))
+        Reply.decode(header_frames({"id": bad_id, "ok": True, "result": {}}))
 
 
 # --- control requests: framing and header errors --------------------------------------------
@@ -179,41 +164,41 @@ def test_reply_with_bad_id_is_bad_args(bad_id: Any) -> None:
 def test_wrong_frame_count_is_bad_frame(count: int) -> None:
     good = [*request_frames(P.OP_PING, {}), b"blob", b"extra"]
     with expect_code(Code.BAD_FRAME):
-        decode_request(good[:count])
+        Request.decode(good[:count])
     with expect_code(Code.BAD_FRAME):
-        decode_reply(good[:count])
+        Reply.decode(good[:count])
 
 
 def test_wrong_tag_is_bad_frame() -> None:
     frames = request_frames(P.OP_PING, {})
     frames[0] = P.PIECE_TAG
     with expect_code(Code.BAD_FRAME):
-        decode_request(frames)
+        Request.decode(frames)
     with expect_code(Code.BAD_FRAME):
-        decode_reply([b"XXXX", orjson.dumps({"id": 1, "ok": True, "result": {}})])
+        Reply.decode([b"XXXX", orjson.dumps({"id": 1, "ok": True, "result": {}})])
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe", b'{"id": 1,}'])
 def test_invalid_json_is_bad_json(raw: bytes) -> None:
     with expect_code(Code.BAD_JSON):
-        decode_request([TAG, raw])
+        Request.decode([TAG, raw])
 
 
 @pytest.mark.parametrize("header", [[1, 2], "text", 3, None, True])
 def test_non_object_header_is_bad_json(header: Any) -> None:
     with expect_code(Code.BAD_JSON):
-        decode_request(header_frames(header))
+        Request.decode(header_frames(header))
     with expect_code(Code.BAD_JSON):
-        decode_reply(header_frames(header))
+        Reply.decode(header_frames(header))
 
 
 def test_header_over_limit_is_too_large_even_when_valid_json() -> None:
     header = orjson.dumps({"id": 1, "op": P.OP_PING, "args": {}, "cid": "x" * P.MAX_HEADER_BYTES})
     assert len(header) > P.MAX_HEADER_BYTES
     with expect_code(Code.TOO_LARGE):
-        decode_request([TAG, header])
+        Request.decode([TAG, header])
     with expect_code(Code.TOO_LARGE):
-        decode_reply([TAG, header])
+        Reply.decode([TAG, header])
 
 
 def test_header_just_under_limit_is_not_too_large() -> None:
@@ -222,30 +207,30 @@ def test_header_just_under_limit_is_not_too_large() -> None:
         {"id": 1, "op": P.OP_PING, "cid": "", "args": {}, "pad": "x" * (P.MAX_HEADER_BYTES - len(base))}
     )
     assert len(header) == P.MAX_HEADER_BYTES
-    assert decode_request([TAG, header]).op == P.OP_PING  # unknown header keys are ignored
+    assert Request.decode([TAG, header]).op == P.OP_PING  # unknown header keys are ignored
 
 
 @pytest.mark.parametrize("op", ["no_such_op", "", "PING", None, 3, ["ping"]])
 def test_unknown_or_missing_op(op: Any) -> None:
     with expect_code(Code.UNKNOWN_OP):
-        decode_request(header_frames({"id": 1, "op": op, "args": {}}))
+        Request.decode(header_frames({"id": 1, "op": op, "args": {}}))
 
 
 def test_missing_op_key_is_unknown_op() -> None:
     with expect_code(Code.UNKNOWN_OP):
-        decode_request(header_frames({"id": 1, "args": {}}))
+        Request.decode(header_frames({"id": 1, "args": {}}))
 
 
 @pytest.mark.parametrize("bad_id", [-1, True, False, "1", 1.0, None, 1 << 53])
 def test_request_bad_id_is_bad_args(bad_id: Any) -> None:
     with expect_code(Code.BAD_ARGS):
-        decode_request(header_frames({"id": bad_id, "op": P.OP_PING, "args": {}}))
+        Request.decode(header_frames({"id": bad_id, "op": P.OP_PING, "args": {}}))
 
 
 @pytest.mark.parametrize("extra", [{"cid": 5}, {"cid": "x" * 65}, {"token": 5}, {"token": "t" * 129}])
 def test_bad_cid_or_token_is_bad_args(extra: dict[str, Any]) -> None:
     with expect_code(Code.BAD_ARGS):
-        decode_request(header_frames({"id": 1, "op": P.OP_PING, "args": {}, **extra}))
+        Request.decode(header_frames({"id": 1, "op": P.OP_PING, "args": {}, **extra}))
 
 
 # --- arguments ------------------------------------------------------------------------------
@@ -253,20 +238,20 @@ def test_bad_cid_or_token_is_bad_args(extra: dict[str, Any]) -> None:
 
 def test_missing_argument_is_bad_args() -> None:
     with expect_code(Code.BAD_ARGS):
-        decode_request(request_frames(P.OP_LOGIN, {"user": "alice"}))
+        Request.decode(request_frames(P.OP_LOGIN, {"user": "alice"}))
 
 
 def test_extra_argument_is_bad_args() -> None:
     with expect_code(Code.BAD_ARGS):
-        decode_request(request_frames(P.OP_LOGIN, {"user": "alice", "password": "pw", "admin": True}))
+        Request.decode(request_frames(P.OP_LOGIN, {"user": "alice", "password": "pw", "admin": True}))
     with expect_code(Code.BAD_ARGS):
-        decode_request(request_frames(P.OP_PING, {"x": 1}))
+        Request.decode(request_frames(P.OP_PING, {"x": 1}))
 
 
 @pytest.mark.parametrize("args", [None, [], "user=alice", 3])
 def test_args_not_an_object_is_bad_args(args: Any) -> None:
     with expect_code(Code.BAD_ARGS):
-        decode_request(request_frames(P.OP_LOGIN, args))
+        Request.decode(request_frames(P.OP_LOGIN, args))
 
 
 @pytest.mark.parametrize(
@@ -287,7 +272,7 @@ def test_args_not_an_object_is_bad_args(args: Any) -> None:
 )
 def test_wrong_typed_argument_is_bad_args(op: str, args: dict[str, Any]) -> None:
     with expect_code(Code.BAD_ARGS):
-        decode_request(request_frames(op, args))
+        Request.decode(request_frames(op, args))
 
 
 @pytest.mark.parametrize(
@@ -307,26 +292,26 @@ def test_wrong_typed_argument_is_bad_args(op: str, args: dict[str, Any]) -> None
 )
 def test_share_file_argument_checks(over: dict[str, Any]) -> None:
     with expect_code(Code.BAD_ARGS):
-        decode_request(request_frames(P.OP_SHARE_FILE, share_args(**over), blob=DIGESTS))
+        Request.decode(request_frames(P.OP_SHARE_FILE, share_args(**over), blob=DIGESTS))
 
 
 @pytest.mark.parametrize("field", ["size", "piece_size"])
 def test_bool_passed_as_int_is_bad_args(field: str) -> None:
     with expect_code(Code.BAD_ARGS):
-        decode_request(request_frames(P.OP_SHARE_FILE, share_args(**{field: True}), blob=DIGESTS))
+        Request.decode(request_frames(P.OP_SHARE_FILE, share_args(**{field: True}), blob=DIGESTS))
 
 
 def test_share_file_needs_a_blob() -> None:
     with expect_code(Code.BAD_FRAME):
-        decode_request(request_frames(P.OP_SHARE_FILE, share_args()))
-    assert decode_request(request_frames(P.OP_SHARE_FILE, share_args(), blob=DIGESTS)).blob == DIGESTS
+        Request.decode(request_frames(P.OP_SHARE_FILE, share_args()))
+    assert Request.decode(request_frames(P.OP_SHARE_FILE, share_args(), blob=DIGESTS)).blob == DIGESTS
 
 
 def test_blob_where_none_is_expected_is_bad_frame() -> None:
     with expect_code(Code.BAD_FRAME):
-        decode_request(request_frames(P.OP_LOGIN, {"user": "alice", "password": "pw"}, blob=b"x"))
+        Request.decode(request_frames(P.OP_LOGIN, {"user": "alice", "password": "pw"}, blob=b"x"))
     with expect_code(Code.BAD_FRAME):
-        decode_request(request_frames(P.OP_PING, {}, blob=b""))
+        Request.decode(request_frames(P.OP_PING, {}, blob=b""))
 
 
 def test_validate_args_returns_only_declared_fields() -> None:
@@ -342,7 +327,7 @@ def test_validate_args_returns_only_declared_fields() -> None:
 def test_announce_share_with_bad_file_name_is_bad_name() -> None:
     args = {"endpoint": "tcp://h:1", "seed_key": HEX64, "shares": [{"group": "films", "file": "../x"}]}
     with expect_code(Code.BAD_NAME):
-        decode_request(request_frames(P.OP_ANNOUNCE, args))
+        Request.decode(request_frames(P.OP_ANNOUNCE, args))
 
 
 def test_peek_id() -> None:
@@ -379,7 +364,7 @@ def test_bad_file_names_are_bad_name(name: str) -> None:
     with expect_code(Code.BAD_NAME):
         check_file_name(name)
     with expect_code(Code.BAD_NAME):
-        decode_request(request_frames(P.OP_FILE_INFO, {"group": "films", "file": name}))
+        Request.decode(request_frames(P.OP_FILE_INFO, {"group": "films", "file": name}))
 
 
 def test_file_name_that_is_not_utf8_encodable_is_bad_name() -> None:
@@ -393,7 +378,7 @@ def test_file_name_that_is_not_utf8_encodable_is_bad_name() -> None:
 def test_good_file_names_pass(name: str) -> None:
     assert check_file_name(name) == name
     assert (
-        decode_request(request_frames(P.OP_FILE_INFO, {"group": "films", "file": name})).args["file"] == name
+        Request.decode(request_frames(P.OP_FILE_INFO, {"group": "films", "file": name})).args["file"] == name
     )
 
 
@@ -413,9 +398,9 @@ def test_bad_user_and_group_names_are_bad_name(name: str) -> None:
     with expect_code(Code.BAD_NAME):
         check_name(name, "user name")
     with expect_code(Code.BAD_NAME):
-        decode_request(request_frames(P.OP_CREATE_USER, {"user": name, "password": "pw"}))
+        Request.decode(request_frames(P.OP_CREATE_USER, {"user": name, "password": "pw"}))
     with expect_code(Code.BAD_NAME):
-        decode_request(request_frames(P.OP_CREATE_GROUP, {"group": name}))
+        Request.decode(request_frames(P.OP_CREATE_GROUP, {"group": name}))
 
 
 @pytest.mark.parametrize("name", ["alice", "a", "_x", "Bob.Smith-2", "0", "x" * 64])
@@ -530,23 +515,23 @@ def test_valid_grant_passes() -> None:
 @pytest.mark.parametrize(("group", "file"), [("films", "other.mkv"), ("music", "movie.mkv")])
 def test_grant_for_another_file_is_bad_grant(group: str, file: str) -> None:
     grant = make_grant(KEY, "bob", "films", "movie.mkv", 60)
-    with expect_code(Code.BAD_GRANT):
+    with expect_code(Code.BAD_GRANT, Refused):
         check_grant(KEY, grant, group, file)
 
 
 def test_expired_grant_is_bad_grant() -> None:
     grant = make_grant(KEY, "bob", "films", "movie.mkv", 60)
     check_grant(KEY, grant, "films", "movie.mkv", now=grant.exp)  # the last valid instant
-    with expect_code(Code.BAD_GRANT):
+    with expect_code(Code.BAD_GRANT, Refused):
         check_grant(KEY, grant, "films", "movie.mkv", now=grant.exp + 1)
     old = make_grant(KEY, "bob", "films", "movie.mkv", -1)
-    with expect_code(Code.BAD_GRANT):
+    with expect_code(Code.BAD_GRANT, Refused):
         check_grant(KEY, old, "films", "movie.mkv")
 
 
 def test_grant_signed_with_another_key_is_bad_grant() -> None:
     grant = make_grant(b"other-key" * 4, "bob", "films", "movie.mkv", 60)
-    with expect_code(Code.BAD_GRANT):
+    with expect_code(Code.BAD_GRANT, Refused):
         check_grant(KEY, grant, "films", "movie.mkv")
 
 
@@ -556,13 +541,13 @@ def test_grant_signed_with_another_key_is_bad_grant() -> None:
 )
 def test_tampered_grant_is_bad_grant(change: dict[str, Any]) -> None:
     grant = dataclasses.replace(make_grant(KEY, "bob", "films", "movie.mkv", 60), **change)
-    with expect_code(Code.BAD_GRANT):
+    with expect_code(Code.BAD_GRANT, Refused):
         check_grant(KEY, grant, "films", "movie.mkv")
 
 
 def test_grant_with_non_ascii_mac_is_bad_grant() -> None:
     grant = dataclasses.replace(make_grant(KEY, "bob", "films", "movie.mkv", 60), mac="é" * 64)
-    with expect_code(Code.BAD_GRANT):
+    with expect_code(Code.BAD_GRANT, Refused):
         check_grant(KEY, grant, "films", "movie.mkv")
 
 
@@ -572,9 +557,9 @@ def test_grant_with_non_ascii_mac_is_bad_grant() -> None:
 def test_piece_request_round_trip() -> None:
     grant = make_grant(KEY, "bob", "films", "movie.mkv", 60)
     req = PieceRequest(id=11, group="films", file="movie.mkv", piece=3, grant=grant)
-    frames = encode_piece_request(req)
+    frames = req.encode()
     assert frames[0] == P.PIECE_TAG
-    assert decode_piece_request(frames) == req
+    assert PieceRequest.decode(frames) == req
 
 
 def piece_request_header(**over: Any) -> dict[str, Any]:
@@ -601,38 +586,38 @@ def piece_request_header(**over: Any) -> dict[str, Any]:
 )
 def test_bad_piece_request(over: dict[str, Any], code: Code) -> None:
     with expect_code(code):
-        decode_piece_request([P.PIECE_TAG, orjson.dumps(piece_request_header(**over))])
+        PieceRequest.decode([P.PIECE_TAG, orjson.dumps(piece_request_header(**over))])
 
 
 def test_piece_request_framing_errors() -> None:
     good = [P.PIECE_TAG, orjson.dumps(piece_request_header())]
     with expect_code(Code.BAD_FRAME):
-        decode_piece_request([*good, b"x"])
+        PieceRequest.decode([*good, b"x"])
     with expect_code(Code.BAD_FRAME):
-        decode_piece_request([TAG, good[1]])
+        PieceRequest.decode([TAG, good[1]])
     with expect_code(Code.BAD_JSON):
-        decode_piece_request([P.PIECE_TAG, b"[1]"])
+        PieceRequest.decode([P.PIECE_TAG, b"[1]"])
 
 
 def test_piece_reply_round_trips() -> None:
-    out = decode_piece_reply(encode_piece_reply(4, 2, b"payload"))
+    out = PieceReply.decode(PieceReply(4, 2, b"payload").encode())
     assert (out.id, out.piece, out.payload, out.error) == (4, 2, b"payload", None)
-    out = decode_piece_reply(encode_piece_error(4, 2, ProtocolError(Code.NO_SUCH_PIECE, "nope")))
+    out = PieceReply.decode(PieceReply.failure(4, 2, Refused(Code.NO_SUCH_PIECE, "nope")).encode())
     assert out.payload is None
-    assert isinstance(out.error, RemoteError)
+    assert out.error is not None
     assert out.error.code is Code.NO_SUCH_PIECE
     assert out.error.message == "nope"
 
 
 def test_piece_reply_malformed() -> None:
     with expect_code(Code.BAD_FRAME):
-        decode_piece_reply([P.PIECE_TAG])
+        PieceReply.decode([P.PIECE_TAG])
     with expect_code(Code.BAD_FRAME):
-        decode_piece_reply([TAG, orjson.dumps({"id": 1, "p": 0, "ok": True}), b"x"])
+        PieceReply.decode([TAG, orjson.dumps({"id": 1, "p": 0, "ok": True}), b"x"])
     with expect_code(Code.BAD_JSON):
-        decode_piece_reply([P.PIECE_TAG, orjson.dumps({"id": 1, "ok": True}), b"x"])
+        PieceReply.decode([P.PIECE_TAG, orjson.dumps({"id": 1, "ok": True}), b"x"])
     # ok without a payload frame is an error, not a success with no data
-    out = decode_piece_reply([P.PIECE_TAG, orjson.dumps({"id": 1, "p": 0, "ok": True})])
+    out = PieceReply.decode([P.PIECE_TAG, orjson.dumps({"id": 1, "p": 0, "ok": True})])
     assert out.error is not None
     assert out.error.code is Code.BAD_FRAME
 
@@ -640,7 +625,7 @@ def test_piece_reply_malformed() -> None:
 def test_piece_reply_with_non_object_error_is_protocol_error() -> None:
     frames = [P.PIECE_TAG, orjson.dumps({"id": 1, "p": 0, "ok": False, "error": "boom"})]
     try:
-        out = decode_piece_reply(frames)
+        out = PieceReply.decode(frames)
     except ProtocolError:
         return
     assert out.error is not None
@@ -655,7 +640,7 @@ def test_records_round_trip() -> None:
         GroupEntry(name="films", admin="alice", members=3, role="admin"),
         FileEntry(name="a.mkv", size=10, online=1, sharers=2),
         FileMeta(group="films", name="a.mkv", size=10, piece_size=16384, root=HEX64),
-        Holder(user="bob", endpoint="tcp://h:1", have="gA==", grant={"user": "bob"}),
+        Holder(user="bob", endpoint="tcp://h:1", have="gA==", grant=make_grant(KEY, "bob", "g", "f", 60)),
         Heartbeat(epoch="e1", online=True),
         LeaveResult(group_deleted=False, new_admin="bob", files_removed=["a", "b"]),
     ]
@@ -674,6 +659,7 @@ def test_records_round_trip() -> None:
         (FileEntry, {"name": None, "size": 10, "online": 0, "sharers": 1}),
         (Holder, {"user": "bob", "endpoint": "tcp://h:1", "have": 3, "grant": {}}),
         (Holder, {"user": "bob", "endpoint": "tcp://h:1", "have": None, "grant": "g"}),
+        (Holder, {"user": "bob", "endpoint": "tcp://h:1", "have": None, "grant": {"user": "bob"}}),
         (Grant, {"user": "bob", "group": "g", "file": "f", "exp": "soon", "mac": "m"}),
         (Grant, {"user": "bob", "group": "g", "file": "f", "exp": True, "mac": "m"}),
         (Heartbeat, {"epoch": "e", "online": 1}),
@@ -689,9 +675,11 @@ def test_from_wire_rejects_wrong_types(cls: Any, data: Any) -> None:
 
 
 def test_from_wire_accepts_none_for_optional_fields() -> None:
-    h = Holder.from_wire({"user": "bob", "endpoint": "tcp://h:1", "have": None, "grant": {}})
+    grant = make_grant(KEY, "bob", "g", "f", 60).to_wire()
+    h = Holder.from_wire({"user": "bob", "endpoint": "tcp://h:1", "have": None, "grant": grant})
     assert h.have is None
-    h = Holder.from_wire({"user": "bob", "endpoint": "tcp://h:1", "grant": {}})  # absent == None
+    assert h.grant.user == "bob"  # nested records arrive typed
+    h = Holder.from_wire({"user": "bob", "endpoint": "tcp://h:1", "grant": grant})  # absent == None
     assert h.have is None
     lr = LeaveResult.from_wire({"group_deleted": True, "new_admin": None, "files_removed": []})
     assert lr.new_admin is None

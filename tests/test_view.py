@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from messages.bitfield import Bitfield
-from messages.events import ProgressEvent
+from messages.events import DownloadState, ProgressEvent
 from peer.view import LiveView, piece_map
 
 MiB = 1 << 20
@@ -17,13 +17,15 @@ def event(done: int, elapsed: float, state: str = "running", flight: tuple[int, 
         peer="dana",
         group="films",
         name="talk.mkv",
+        dest="/tmp/out/talk.mkv",
         size=total * MiB,
         total=total,
         done=done,
         reused=0,
-        state=state,
+        state=DownloadState(state),
         elapsed=elapsed,
         holders={"alice": done // 2, "bob": done - done // 2},
+        sources=2,
         in_flight=len(flight),
         have=Bitfield.from_indices(total, range(done)).encode(),
         flight=Bitfield.from_indices(total, flight).encode(),

@@ -6,20 +6,35 @@ import argparse
 import logging
 import os
 import signal
-import sqlite3
 import sys
 
 import zmq
 
+from messages.errors import ProtocolError
+from messages.schema import check_endpoint
+
 from .server import Tracker
+from .store import StoreError
 
 DEFAULT_BIND = "tcp://127.0.0.1:6000"
 DEFAULT_DB = "data/tracker.db"
 
 
+def bind_endpoint(text: str) -> str:
+    try:
+        return check_endpoint(text, any_port=True)
+    except ProtocolError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="torrent-tracker", description="Torrent tracker")
-    ap.add_argument("--bind", default=DEFAULT_BIND, help=f"endpoint to listen on (default {DEFAULT_BIND})")
+    ap.add_argument(
+        "--bind",
+        default=DEFAULT_BIND,
+        type=bind_endpoint,
+        help=f"endpoint to listen on (default {DEFAULT_BIND})",
+    )
     ap.add_argument("--db", default=DEFAULT_DB, help=f"SQLite state file (default {DEFAULT_DB})")
     ap.add_argument("--verbose", "-v", action="store_true", help="log to stderr")
     args = ap.parse_args(argv)
@@ -33,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         tracker = Tracker(args.bind, args.db)
-    except (zmq.ZMQError, sqlite3.Error, OSError) as exc:  # bad endpoint, port in use, bad db
+    except (zmq.ZMQError, StoreError, OSError) as exc:  # bad endpoint, port in use, bad db
         print(f"error: cannot start tracker: {exc}", file=sys.stderr)
         return 1
 
@@ -43,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     print(f"tracker listening on {tracker.endpoint} (state: {args.db})", flush=True)
-    tracker.serve_forever()
+    tracker.run()
     print("tracker stopped", flush=True)
     return 0
 

@@ -1,207 +1,205 @@
-"""One function per operation: a validated Request in, a Reply out.
+"""One function per operation: a validated call in, a Reply out.
 
-Handlers check the session, call the durable rules (state.py) and the in-memory presence
-(online.py), and build replies from records; the server decides when to commit and send.
+The core has already decoded the request and, where the operation table asks for one, found
+the caller's session; handlers apply the durable rules and presence and build replies from
+records. They never commit and never touch a socket.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from messages import protocol as P
 from messages.bitfield import Bitfield
 from messages.control import Reply, Request
-from messages.errors import Code, ProtocolError, RemoteError
+from messages.errors import Code, ProtocolError, Refused
 from messages.grants import make_grant
 from messages.records import FileEntry, FileMeta, Heartbeat, Holder, Refusal
 
-from .online import Presence
-from .state import State
-
-Handler = Callable[["Context", Request], Reply]
+from .presence import Presence
+from .rules import Rules, Session
 
 
-class Context:
-    """What a handler may use; one per tracker process."""
+@dataclass(slots=True)
+class Env:
+    """What handlers may use; one per tracker."""
 
-    def __init__(self, state: State, presence: Presence, epoch: str, grant_lifetime: float) -> None:
-        self.state = state
-        self.presence = presence
-        self.epoch = epoch
-        self.grant_lifetime = grant_lifetime
-
-
-def _ok(req: Request, result: dict[str, Any] | None = None, blob: bytes | None = None) -> Reply:
-    return Reply(id=req.id, ok=True, result=result or {}, blob=blob)
+    rules: Rules
+    presence: Presence
+    epoch: str
+    grant_lifetime: float
 
 
-def _session(ctx: Context, req: Request) -> tuple[bytes, str]:
-    return ctx.state.session_user(req.token)
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request as a handler sees it: the request, its caller and the batch's time."""
+
+    req: Request
+    session_or_none: Session | None
+    now: float
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return self.req.args
+
+    @property
+    def session(self) -> Session:
+        if self.session_or_none is None:  # only ops the table marks as needing no token get here
+            raise Refused(Code.UNAUTHORIZED, "not logged in")
+        return self.session_or_none
+
+    @property
+    def user(self) -> str:
+        return self.session.user
+
+    def ok(self, result: dict[str, Any] | None = None, blob: bytes | None = None) -> Reply:
+        return Reply.success(self.req.id, result, blob)
 
 
-def ping(ctx: Context, req: Request) -> Reply:
-    return _ok(req, {"epoch": ctx.epoch})
+Handler = Callable[[Env, Call], Reply]
 
 
-def create_user(ctx: Context, req: Request) -> Reply:
-    ctx.state.create_user(req.args["user"], req.args["password"])
-    return _ok(req)
+def ping(env: Env, c: Call) -> Reply:
+    return c.ok({"epoch": env.epoch})
 
 
-def login(ctx: Context, req: Request) -> Reply:
-    return _ok(req, {"token": ctx.state.login(req.args["user"], req.args["password"])})
+def create_user(env: Env, c: Call) -> Reply:
+    env.rules.create_user(c.args["user"], c.args["password"])
+    return c.ok()
 
 
-def logout(ctx: Context, req: Request) -> Reply:
-    th, _ = _session(ctx, req)
-    ctx.state.logout(th)
-    ctx.presence.drop(th)
-    return _ok(req)
+def login(env: Env, c: Call) -> Reply:
+    return c.ok({"token": env.rules.login(c.args["user"], c.args["password"])})
 
 
-def create_group(ctx: Context, req: Request) -> Reply:
-    _, user = _session(ctx, req)
-    ctx.state.create_group(user, req.args["group"])
-    return _ok(req)
+def logout(env: Env, c: Call) -> Reply:
+    env.rules.logout(c.session)
+    env.presence.drop(c.session.token_hash)
+    return c.ok()
 
 
-def join_group(ctx: Context, req: Request) -> Reply:
-    _, user = _session(ctx, req)
-    ctx.state.join_group(user, req.args["group"])
-    return _ok(req)
+def create_group(env: Env, c: Call) -> Reply:
+    env.rules.create_group(c.user, c.args["group"])
+    return c.ok()
 
 
-def leave_group(ctx: Context, req: Request) -> Reply:
-    _, user = _session(ctx, req)
-    group = req.args["group"]
-    result = ctx.state.leave_group(user, group)
-    ctx.presence.unserve_group(group, user)
+def join_group(env: Env, c: Call) -> Reply:
+    env.rules.join_group(c.user, c.args["group"])
+    return c.ok()
+
+
+def leave_group(env: Env, c: Call) -> Reply:
+    group = c.args["group"]
+    result = env.rules.leave_group(c.user, group)
+    env.presence.unserve_group(group, c.user)
     for name in result.files_removed:
-        ctx.presence.unserve((group, name))
-    return _ok(req, result.to_wire())
+        env.presence.unserve((group, name))
+    return c.ok(result.to_wire())
 
 
-def list_groups(ctx: Context, req: Request) -> Reply:
-    _, user = _session(ctx, req)
-    return _ok(req, {"groups": [g.to_wire() for g in ctx.state.list_groups(user)]})
+def list_groups(env: Env, c: Call) -> Reply:
+    return c.ok({"groups": [g.to_wire() for g in env.rules.list_groups(c.user)]})
 
 
-def list_requests(ctx: Context, req: Request) -> Reply:
-    _, user = _session(ctx, req)
-    return _ok(req, {"users": ctx.state.list_requests(user, req.args["group"])})
+def list_requests(env: Env, c: Call) -> Reply:
+    return c.ok({"users": env.rules.list_requests(c.user, c.args["group"])})
 
 
-def accept_request(ctx: Context, req: Request) -> Reply:
-    _, user = _session(ctx, req)
-    ctx.state.accept_request(user, req.args["group"], req.args["user"])
-    return _ok(req)
+def accept_request(env: Env, c: Call) -> Reply:
+    env.rules.accept_request(c.user, c.args["group"], c.args["user"])
+    return c.ok()
 
 
-def reject_request(ctx: Context, req: Request) -> Reply:
-    _, user = _session(ctx, req)
-    ctx.state.reject_request(user, req.args["group"], req.args["user"])
-    return _ok(req)
+def reject_request(env: Env, c: Call) -> Reply:
+    env.rules.reject_request(c.user, c.args["group"], c.args["user"])
+    return c.ok()
 
 
-def list_files(ctx: Context, req: Request) -> Reply:
-    _, user = _session(ctx, req)
-    group = req.args["group"]
-    ctx.state.require_member(group, user)
+def list_files(env: Env, c: Call) -> Reply:
+    group = c.args["group"]
+    env.rules.require_member(group, c.user)
     files = [
-        FileEntry(name=name, size=size, online=ctx.presence.count((group, name)), sharers=sharers)
-        for name, size, sharers in ctx.state.files(group)
+        FileEntry(name=name, size=size, online=env.presence.count((group, name)), sharers=sharers)
+        for name, size, sharers in env.rules.files(group)
     ]
-    return _ok(req, {"files": [f.to_wire() for f in files]})
+    return c.ok({"files": [f.to_wire() for f in files]})
 
 
-def file_info(ctx: Context, req: Request) -> Reply:
-    _, user = _session(ctx, req)
-    stored = ctx.state.require_file(user, req.args["group"], req.args["file"])
-    return _ok(req, stored.meta.to_wire(), blob=stored.hashes)
+def file_info(env: Env, c: Call) -> Reply:
+    stored = env.rules.require_file(c.user, c.args["group"], c.args["file"])
+    return c.ok(stored.meta.to_wire(), blob=stored.hashes)
 
 
-def share_file(ctx: Context, req: Request) -> Reply:
-    th, user = _session(ctx, req)
-    a = req.args
+def share_file(env: Env, c: Call) -> Reply:
+    a = c.args
     meta = FileMeta(
         group=a["group"], name=a["file"], size=a["size"], piece_size=a["piece_size"], root=a["root"]
     )
-    new = ctx.state.share_file(user, meta, req.blob or b"")
-    ctx.presence.serve(th, (meta.group, meta.name), None)
-    return _ok(req, {"new": new})
+    new = env.rules.share_file(c.user, meta, c.req.blob or b"")
+    env.presence.serve(c.session.token_hash, meta.key, None)
+    return c.ok({"new": new})
 
 
-def stop_share(ctx: Context, req: Request) -> Reply:
-    _, user = _session(ctx, req)
-    key = (req.args["group"], req.args["file"])
-    removed = ctx.state.stop_share(user, *key)
-    ctx.presence.unserve(key, None if removed else user)
-    return _ok(req, {"file_removed": removed})
+def stop_share(env: Env, c: Call) -> Reply:
+    key = (c.args["group"], c.args["file"])
+    removed = env.rules.stop_share(c.user, *key)
+    env.presence.unserve(key, None if removed else c.user)
+    return c.ok({"file_removed": removed})
 
 
-def holders(ctx: Context, req: Request) -> Reply:
-    th, user = _session(ctx, req)
-    group, name = req.args["group"], req.args["file"]
-    ctx.state.require_file(user, group, name)
+def holders(env: Env, c: Call) -> Reply:
+    group, name = c.args["group"], c.args["file"]
+    env.rules.require_file(c.user, group, name)
     out = []
-    for other_th, peer in ctx.presence.holders((group, name)):
-        if other_th == th:
+    for row in env.presence.holders((group, name)):
+        if row.session == c.session.token_hash:
             continue
-        have = peer.serving[(group, name)]
-        grant = make_grant(peer.seed_key, user, group, name, ctx.grant_lifetime)
-        out.append(
-            Holder(
-                user=peer.user,
-                endpoint=peer.endpoint,
-                have=None if have is None else have.encode(),
-                grant=grant.to_wire(),
-            ).to_wire()
-        )
-    return _ok(req, {"holders": out})
+        have = None if row.have is None else Bitfield.text_of(row.have)
+        grant = make_grant(row.seed_key, c.user, group, name, env.grant_lifetime)
+        out.append(Holder(user=row.user, endpoint=row.endpoint, have=have, grant=grant).to_wire())
+    return c.ok({"holders": out})
 
 
-def announce(ctx: Context, req: Request) -> Reply:
+def announce(env: Env, c: Call) -> Reply:
     """A peer says where it listens and what it serves; every claim is checked."""
-    th, user = _session(ctx, req)
-    a = req.args
-    ctx.presence.announce(th, user, a["endpoint"], bytes.fromhex(a["seed_key"]))
-    shared = ctx.state.shares_of(user)
+    th, a = c.session.token_hash, c.args
+    env.presence.announce(th, c.user, a["endpoint"], bytes.fromhex(a["seed_key"]), c.now)
+    shared = env.rules.shares_of(c.user)
     refused = []
     for ref in a["shares"]:
         key = (ref["group"], ref["file"])
         try:
-            stored = ctx.state.require_file(user, *key)
+            stored = env.rules.require_file(c.user, *key)
             if "have" in ref:
-                have = Bitfield.decode(stored.meta.num_pieces, ref["have"])
-                ctx.presence.serve(th, key, have)
+                env.presence.serve(th, key, Bitfield.decode(stored.meta.num_pieces, ref["have"]))
             elif key in shared:
-                ctx.presence.serve(th, key, None)
+                env.presence.serve(th, key, None)
             else:
-                raise RemoteError(Code.NOT_SHARING, "you no longer share it")
-        except (RemoteError, ProtocolError) as exc:
+                raise Refused(Code.NOT_SHARING, "you no longer share it")
+        except (Refused, ProtocolError) as exc:
             refused.append(Refusal(group=key[0], file=key[1], message=exc.message).to_wire())
-    return _ok(req, {"refused": refused})
+    return c.ok({"refused": refused})
 
 
-def progress(ctx: Context, req: Request) -> Reply:
+def progress(env: Env, c: Call) -> Reply:
     """A downloader reports the pieces it holds so far (batched, not one message a piece)."""
-    th, user = _session(ctx, req)
-    key = (req.args["group"], req.args["file"])
-    stored = ctx.state.require_file(user, *key)
-    have = Bitfield.decode(stored.meta.num_pieces, req.args["have"])
-    online = th in ctx.presence.peers
+    th = c.session.token_hash
+    key = (c.args["group"], c.args["file"])
+    stored = env.rules.require_file(c.user, *key)
+    have = Bitfield.decode(stored.meta.num_pieces, c.args["have"])
+    online = env.presence.is_online(th)
     if online and not len(have) and stored.meta.num_pieces:
-        ctx.presence.unserve_session(th, key)  # a download that stopped: nothing to serve
+        env.presence.unserve_session(th, key)  # a download that stopped: nothing to serve
     elif online:
-        ctx.presence.serve(th, key, None if have.complete else have)
-    return _ok(req, {"online": online})
+        env.presence.serve(th, key, None if have.complete else have)
+    return c.ok({"online": online})
 
 
-def heartbeat(ctx: Context, req: Request) -> Reply:
-    th, _ = _session(ctx, req)
-    online = ctx.presence.touch(th)
-    return _ok(req, Heartbeat(epoch=ctx.epoch, online=online).to_wire())
+def heartbeat(env: Env, c: Call) -> Reply:
+    online = env.presence.touch(c.session.token_hash, c.now)
+    return c.ok(Heartbeat(epoch=env.epoch, online=online).to_wire())
 
 
 HANDLERS: dict[str, Handler] = {

@@ -1,8 +1,11 @@
-"""Driving tracker and peer processes from another program (demos, launch scripts, tests).
+"""Driving tracker and peer processes from another program (tests, demo, bench).
 
 A ``ShellProcess`` is a peer started with its shell on a pipe: ``run`` sends one command and
 returns what it printed, up to an ``echo`` marker, so callers never guess how long a command
 takes. Output of both streams is merged in order and collected by a reader thread.
+
+The tracker's readiness line (``TRACKER_READY``) is the contract with ``tracker/cli.py``: it
+says where the tracker listens once it does.
 """
 
 from __future__ import annotations
@@ -15,8 +18,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 DEFAULT_TIMEOUT = 30.0
+TRACKER_READY = r"tracker listening on (tcp://\S+)"
 
 
 class Process:
@@ -63,6 +70,16 @@ class Process:
                     raise TimeoutError(f"{self.name}: no line matching {pattern!r} in {timeout}s:\n{tail}")
                 self._cond.wait(min(left, 0.2))
 
+    def json_line(self, key: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """A child's JSON report line that starts with ``key`` (see ``report``)."""
+        m = self.wait_for(rf'^\{{"{key}":.*\}}$', timeout=max(0.1, timeout))
+        return orjson.loads(m.group(0))
+
+    def send_line(self, obj: Any) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.write(orjson.dumps(obj).decode() + "\n")
+        self.p.stdin.flush()
+
     @property
     def pid(self) -> int:
         return self.p.pid
@@ -80,11 +97,31 @@ class Process:
             self.p.wait()
 
 
+def report(**fields: Any) -> None:
+    """In a child process: one JSON line its parent reads with ``Process.json_line``."""
+    sys.stdout.write(orjson.dumps(fields).decode() + "\n")
+    sys.stdout.flush()
+
+
 class TrackerProcess(Process):
-    def __init__(self, db: str, bind: str = "tcp://127.0.0.1:0", *, cwd: str | None = None) -> None:
-        super().__init__([sys.executable, "-m", "tracker", "--bind", bind, "--db", db], "tracker", cwd=cwd)
+    """A tracker that is listening when the constructor returns (or killed, if it never does)."""
+
+    def __init__(
+        self,
+        db: str,
+        bind: str = "tcp://127.0.0.1:0",
+        *extra: str,
+        cwd: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        argv = [sys.executable, "-m", "tracker", "--bind", bind, "--db", db, *extra]
+        super().__init__(argv, "tracker", cwd=cwd)
         self.db = db
-        self.endpoint = self.wait_for(r"tracker listening on (tcp://\S+)").group(1)
+        try:
+            self.endpoint = self.wait_for(TRACKER_READY, timeout).group(1)
+        except BaseException:
+            self.kill()
+            raise
 
 
 @dataclass

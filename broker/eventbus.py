@@ -14,12 +14,15 @@ import threading
 
 import zmq
 
+from .thread import ServiceThread
+
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 
 
-class EventBus:
+class EventBus(ServiceThread):
     def __init__(self, ctx: zmq.Context, forward_to: str | None = None) -> None:
+        super().__init__("event-bus")
         n = next(_ids)
         self.ctx = ctx
         self.inbound = f"inproc://events-in-{n}"
@@ -27,13 +30,12 @@ class EventBus:
         self._control = f"inproc://events-ctl-{n}"
         self.forward_to = forward_to
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="event-bus", daemon=True)
 
     def start(self) -> None:
-        self._thread.start()
+        super().start()
         self._ready.wait(5)
 
-    def _run(self) -> None:
+    def run(self) -> None:
         xsub = self.ctx.socket(zmq.XSUB)
         xpub = self.ctx.socket(zmq.XPUB)
         ctl = self.ctx.socket(zmq.PAIR)
@@ -68,12 +70,12 @@ class EventBus:
         sub.connect(self.outbound)
         return sub
 
-    def stop(self) -> None:
-        if not self._thread.is_alive():
+    def stop(self, timeout: float = 5.0) -> None:
+        if not self.alive:
             return
         ctl = self.ctx.socket(zmq.PAIR)
         ctl.linger = 0
         ctl.connect(self._control)
         ctl.send(b"TERMINATE")
         ctl.close()
-        self._thread.join(timeout=5)
+        super().stop(timeout)

@@ -1,0 +1,94 @@
+"""The seeder's logic: a piece request's frames in, the reply's frames out, no socket.
+
+It checks, in order: the message is well formed, the grant was signed for this file with our
+key and is current, we serve the file and hold the piece, and the file on disk has not changed
+since it was shared (size and mtime, one fstat). Only then does it pread the piece, which goes
+out as a raw frame without being copied again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from messages.errors import Code, Refused, TorrentError
+from messages.grants import check_grant
+from messages.pieces import PieceReply, PieceRequest
+
+from .library import Library, Share
+
+log = logging.getLogger(__name__)
+
+
+class PieceServer:
+    def __init__(self, library: Library, seed_key: bytes) -> None:
+        self.library = library
+        self.seed_key = seed_key
+        self._fds: dict[str, int] = {}
+
+    def answer(self, frames: list[Any]) -> list[Any]:
+        req_id, piece = 0, -1
+        try:
+            req = PieceRequest.decode(frames)
+            req_id, piece = req.id, req.piece
+            check_grant(self.seed_key, req.grant, req.group, req.file)
+            share = self.library.get((req.group, req.file))
+            if share is None:
+                raise Refused(Code.NOT_SHARING, f"not sharing {req.file!r} in {req.group!r}")
+            if not self.library.has(share.meta.key, req.piece):
+                raise Refused(Code.NO_SUCH_PIECE, f"piece {req.piece} of {req.file!r} is not here (yet)")
+            payload = self._read(share, req.piece)
+        except TorrentError as exc:
+            return PieceReply.failure(req_id, piece, exc).encode()
+        except Exception:  # a bug must cost one request, never the seeder
+            log.exception("seeder failed on a request")
+            return PieceReply.failure(
+                req_id, piece, TorrentError(Code.INTERNAL, "seeder internal error")
+            ).encode()
+        return PieceReply(req_id, piece, payload).encode()
+
+    def _read(self, share: Share, piece: int) -> bytes:
+        meta = share.meta
+        try:
+            fd = self._fd(share.path)
+            if share.complete and not self._unchanged(fd, share):
+                # Our cached descriptor may be an old inode (file replaced and shared again).
+                self._drop_fd(share.path)
+                fd = self._fd(share.path)
+                if not self._unchanged(fd, share):
+                    raise Refused(Code.FILE_CHANGED, f"{meta.name!r} changed on disk since it was shared")
+            length = meta.piece_len(piece)
+            data = os.pread(fd, length, piece * meta.piece_size)
+        except OSError as exc:
+            self._drop_fd(share.path)
+            raise Refused(Code.IO_ERROR, f"cannot read {meta.name!r}: {exc.strerror}") from None
+        if len(data) != length:
+            raise Refused(Code.FILE_CHANGED, f"{meta.name!r} is shorter than when it was shared")
+        return data
+
+    @staticmethod
+    def _unchanged(fd: int, share: Share) -> bool:
+        st = os.fstat(fd)
+        return (st.st_size, st.st_mtime_ns) == (share.size_on_disk, share.mtime_ns)
+
+    def _fd(self, path: str) -> int:
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = self._fds[path] = os.open(path, os.O_RDONLY)
+        return fd
+
+    def _drop_fd(self, path: str) -> None:
+        fd = self._fds.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+
+    def sweep(self) -> None:
+        """Close files we no longer serve (stopped shares, renamed partials)."""
+        live = self.library.paths()
+        for path in [p for p in self._fds if p not in live]:
+            self._drop_fd(path)
+
+    def close(self) -> None:
+        for path in list(self._fds):
+            self._drop_fd(path)

@@ -1,0 +1,92 @@
+"""The download's cadence and give-up rules, driven with a fake clock (no sockets, no threads)."""
+
+from __future__ import annotations
+
+from messages import protocol as P
+from messages.errors import Code
+from peer.schedule import (
+    ASSIGNMENT_SLACK,
+    HOLDER_REFRESH,
+    NO_HOLDER_GRACE,
+    PROGRESS_EVERY,
+    TRACKER_GRACE,
+    Schedule,
+)
+
+T0 = 100.0
+
+
+def test_first_call_is_a_holder_list_then_refreshes_on_cadence() -> None:
+    s = Schedule(piece_timeout=8.0, started=T0)
+    assert s.next_call(T0) == P.OP_HOLDERS
+    assert s.next_call(T0 + 0.1) is None  # nothing to report, refresh not due
+    assert s.next_call(T0 + HOLDER_REFRESH) == P.OP_HOLDERS
+
+
+def test_progress_only_when_pieces_came_and_at_most_every_interval() -> None:
+    s = Schedule(piece_timeout=8.0, started=T0)
+    s.next_call(T0)
+    s.gained_piece()
+    assert s.next_call(T0 + 0.1) == P.OP_PROGRESS
+    s.gained_piece()
+    assert s.next_call(T0 + 0.2) is None  # batched: not before PROGRESS_EVERY
+    assert s.next_call(T0 + 0.1 + PROGRESS_EVERY) == P.OP_PROGRESS
+    assert s.next_call(T0 + 0.2 + PROGRESS_EVERY) is None  # nothing new since
+
+
+def test_holder_list_wins_over_progress_when_both_are_due() -> None:
+    s = Schedule(piece_timeout=8.0, started=T0)
+    s.gained_piece()
+    assert s.next_call(T0) == P.OP_HOLDERS
+    assert s.next_call(T0) == P.OP_PROGRESS
+
+
+def test_fatal_answers_to_holder_lists_end_the_download() -> None:
+    s = Schedule(piece_timeout=8.0, started=T0)
+    for code in (Code.NOT_MEMBER, Code.NO_SUCH_FILE, Code.NO_SUCH_GROUP, Code.UNAUTHORIZED):
+        assert s.answered(T0, P.OP_HOLDERS, code) is code
+    assert s.answered(T0, P.OP_HOLDERS, Code.INTERNAL) is None  # a busy tracker: try again
+    assert s.answered(T0, P.OP_PROGRESS, Code.NOT_MEMBER) is None  # only holder lists decide
+    assert s.answered(T0, P.OP_HOLDERS, None) is None
+
+
+def test_starving_needs_two_answers_and_the_grace_period() -> None:
+    s = Schedule(piece_timeout=8.0, started=T0)
+    assert s.starving(T0, in_flight=0, unavailable=3) is None  # starts the stall clock
+    s.answered(T0 + 1, P.OP_HOLDERS, None)
+    assert s.starving(T0 + NO_HOLDER_GRACE + 1, in_flight=0, unavailable=3) is None  # one answer only
+    s.answered(T0 + 2, P.OP_HOLDERS, None)
+    assert s.starving(T0 + NO_HOLDER_GRACE - 0.5, in_flight=0, unavailable=3) is None  # grace not over
+    assert s.starving(T0 + NO_HOLDER_GRACE + 0.5, in_flight=0, unavailable=3) is Code.NO_HOLDERS
+
+
+def test_work_in_flight_resets_the_stall() -> None:
+    s = Schedule(piece_timeout=8.0, started=T0)
+    s.starving(T0, in_flight=0, unavailable=3)
+    s.answered(T0 + 1, P.OP_HOLDERS, None)
+    s.answered(T0 + 2, P.OP_HOLDERS, None)
+    assert s.starving(T0 + 3, in_flight=2, unavailable=0) is None
+    assert s.starving(T0 + NO_HOLDER_GRACE + 1, in_flight=0, unavailable=3) is None  # a new stall
+    assert s.stalled_since == T0 + NO_HOLDER_GRACE + 1
+
+
+def test_no_tracker_answer_for_the_grace_period_times_out() -> None:
+    s = Schedule(piece_timeout=8.0, started=T0)
+    s.starving(T0, in_flight=0, unavailable=0)
+    assert s.starving(T0 + TRACKER_GRACE - 1, in_flight=0, unavailable=0) is None
+    assert s.starving(T0 + TRACKER_GRACE + 1, in_flight=0, unavailable=0) is Code.TIMEOUT
+    s.answered(T0 + TRACKER_GRACE + 1, P.OP_PROGRESS, None)
+    assert s.starving(T0 + TRACKER_GRACE + 2, in_flight=0, unavailable=0) is None
+
+
+def test_assignments_come_back_after_their_deadline() -> None:
+    s = Schedule(piece_timeout=8.0, started=T0)
+    s.assigned(T0, 1, "h1")
+    s.assigned(T0 + 1, 2, "h2")
+    s.assigned(T0 + 1, 3, "h1")
+    s.settled(2, "h2")  # answered in time
+    assert s.overdue(T0 + 8.0 + ASSIGNMENT_SLACK - 0.1) == []
+    assert s.overdue(T0 + 8.0 + ASSIGNMENT_SLACK) == [(1, "h1")]
+    assert s.overdue(T0 + 8.0 + ASSIGNMENT_SLACK) == []  # reported once
+    s.forget_holder("h1")  # the holder left: its deadlines go with it
+    assert s.overdue(T0 + 100) == []

@@ -1,0 +1,129 @@
+"""Presence rules against the real presence tables (SQLite, in memory beside the state file).
+
+Time is passed in, so expiry is tested with plain numbers rather than a patched clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from messages.bitfield import Bitfield
+from tracker.presence import Presence
+from tracker.sqlite_store import SqliteStore
+
+KEY = ("films", "movie.mkv")
+OTHER = ("films", "other.mkv")
+MUSIC = ("music", "song.ogg")
+T0 = 1000.0
+
+
+@pytest.fixture
+def pr(tmp_path: Path) -> Iterator[Presence]:
+    store = SqliteStore(str(tmp_path / "t.db"))
+    try:
+        yield Presence(store, expiry=5.0)
+    finally:
+        store.close()
+
+
+def users(pr: Presence, key: tuple[str, str]) -> list[str]:
+    return [h.user for h in pr.holders(key)]
+
+
+def test_announce_serve_holders_count(pr: Presence) -> None:
+    pr.announce(b"ta", "alice", "tcp://a:1", b"ka", T0)
+    pr.announce(b"tb", "bob", "tcp://b:1", b"kb", T0)
+    part = Bitfield.from_indices(3, [1])
+    pr.serve(b"ta", KEY, None)
+    pr.serve(b"tb", KEY, part)
+    pr.serve(b"tb", OTHER, None)
+    pr.serve(b"nobody", KEY, None)  # unknown session: ignored
+    assert (pr.count(KEY), pr.count(OTHER), pr.count(MUSIC)) == (2, 1, 0)
+    holders = pr.holders(KEY)
+    assert [(h.session, h.user, h.endpoint, h.seed_key) for h in holders] == [
+        (b"ta", "alice", "tcp://a:1", b"ka"),
+        (b"tb", "bob", "tcp://b:1", b"kb"),
+    ]
+    assert holders[0].have is None
+    assert holders[1].have == part.to_bytes()
+    assert pr.holders(MUSIC) == []
+
+
+def test_serving_again_updates_the_pieces(pr: Presence) -> None:
+    pr.announce(b"tb", "bob", "tcp://b:1", b"kb", T0)
+    pr.serve(b"tb", KEY, Bitfield.from_indices(3, [1]))
+    pr.serve(b"tb", KEY, Bitfield.from_indices(3, [1, 2]))
+    assert pr.holders(KEY)[0].have == Bitfield.from_indices(3, [1, 2]).to_bytes()
+    pr.serve(b"tb", KEY, None)
+    assert pr.holders(KEY)[0].have is None
+    assert pr.count(KEY) == 1
+
+
+def test_reannounce_forgets_what_was_served(pr: Presence) -> None:
+    pr.announce(b"ta", "alice", "tcp://a:1", b"ka", T0)
+    pr.serve(b"ta", KEY, None)
+    pr.announce(b"ta", "alice", "tcp://a:2", b"k2", T0)
+    assert pr.count(KEY) == 0
+    pr.serve(b"ta", KEY, None)
+    assert pr.holders(KEY)[0].endpoint == "tcp://a:2"
+
+
+def test_unserve_one_user_or_all(pr: Presence) -> None:
+    pr.announce(b"ta", "alice", "tcp://a:1", b"ka", T0)
+    pr.announce(b"ta2", "alice", "tcp://a:9", b"ka2", T0)  # alice's second session
+    pr.announce(b"tb", "bob", "tcp://b:1", b"kb", T0)
+    for th in (b"ta", b"ta2", b"tb"):
+        pr.serve(th, KEY, None)
+        pr.serve(th, OTHER, None)
+    pr.unserve(KEY, "alice")
+    assert users(pr, KEY) == ["bob"]
+    assert pr.count(OTHER) == 3
+    pr.unserve(OTHER)
+    assert pr.count(OTHER) == 0
+    assert pr.count(KEY) == 1
+    pr.unserve(MUSIC)  # nobody serves it: no error
+    pr.unserve(KEY, "carol")
+    assert pr.count(KEY) == 1
+    pr.unserve_session(b"tb", KEY)
+    assert pr.count(KEY) == 0
+
+
+def test_unserve_group(pr: Presence) -> None:
+    pr.announce(b"ta", "alice", "tcp://a:1", b"ka", T0)
+    pr.announce(b"tb", "bob", "tcp://b:1", b"kb", T0)
+    for th in (b"ta", b"tb"):
+        for key in (KEY, OTHER, MUSIC):
+            pr.serve(th, key, None)
+    pr.unserve_group("films", "alice")
+    assert users(pr, KEY) == ["bob"]
+    assert users(pr, OTHER) == ["bob"]
+    assert users(pr, MUSIC) == ["alice", "bob"]
+
+
+def test_expire_after_expiry_unseen(pr: Presence) -> None:
+    pr.announce(b"ta", "alice", "tcp://a:1", b"ka", T0)
+    pr.announce(b"tb", "bob", "tcp://b:1", b"kb", T0)
+    pr.serve(b"ta", KEY, None)
+    pr.serve(b"tb", KEY, None)
+    assert pr.touch(b"tb", T0 + 3.0) is True
+    assert pr.touch(b"nobody", T0 + 3.0) is False
+    assert pr.expire(T0 + 5.0) == 0  # exactly `expiry` unseen is still online
+    assert pr.count(KEY) == 2
+    assert pr.expire(T0 + 5.5) == 1
+    assert users(pr, KEY) == ["bob"]
+    assert not pr.is_online(b"ta")
+    assert pr.expire(T0 + 8.0) == 0  # bob was seen 3 s later, so he lasts 3 s longer
+    assert pr.expire(T0 + 8.5) == 1
+    assert pr.count(KEY) == 0
+
+
+def test_drop_is_idempotent(pr: Presence) -> None:
+    pr.announce(b"ta", "alice", "tcp://a:1", b"ka", T0)
+    pr.serve(b"ta", KEY, None)
+    pr.drop(b"ta")
+    pr.drop(b"ta")
+    assert pr.count(KEY) == 0
+    assert not pr.is_online(b"ta")

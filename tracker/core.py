@@ -1,0 +1,160 @@
+"""The tracker's logic behind one call: a batch of messages in, their replies out, no socket.
+
+``handle_batch`` runs the whole batch in one transaction, each state-changing request inside
+its own savepoint (so a refused request undoes only itself), commits once, and only then hands
+back the replies: an acknowledged write is always durable and many writes share one fsync
+(group commit). If the commit fails, every request of the batch is answered with an error,
+because nothing of it was stored, presence included (it lives in the same transaction).
+
+Retried writes (same client id and request id, identical bytes) are answered from a durable
+cache of their replies, so a write whose reply was lost, even across a tracker restart, is never
+done twice nor answered "already exists". Logins are not cached: a reply carrying a session
+token is never stored, and logging in again is harmless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from messages import protocol as P
+from messages.control import Reply, Request
+from messages.errors import Code, ProtocolError, TorrentError
+from messages.frames import as_bytes, peek_id
+from messages.schema import OPS
+
+from .handlers import HANDLERS, Call, Env
+from .presence import Presence
+from .rules import Rules
+from .store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+Message = tuple[bytes, list[Any]]  # (routing id, frames after it)
+REPLY_TTL = 900.0  # seconds a write's reply stays in the retry cache
+UNCACHED = frozenset({P.OP_LOGIN})  # replies that carry a secret are never stored
+
+
+class TrackerCore:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        expiry: float = P.HEARTBEAT_EXPIRY,
+        grant_lifetime: float = P.GRANT_LIFETIME,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.wall = wall
+        self.presence = Presence(store, expiry)
+        self.env = Env(Rules(store), self.presence, secrets.token_hex(8), grant_lifetime)
+
+    @property
+    def epoch(self) -> str:
+        return self.env.epoch
+
+    # --- requests -------------------------------------------------------------------------
+    def handle_batch(self, batch: list[Message]) -> list[Message]:
+        now = self.clock()
+        try:
+            self.store.begin()
+            replies = [(ident, self._handle(frames, now)) for ident, frames in batch]
+            self.store.commit()
+        except StoreError:
+            # Nothing of this batch is durable, so nothing of it may be acknowledged.
+            log.exception("batch failed in the database; refusing all %d requests", len(batch))
+            self._rollback()
+            err = TorrentError(Code.INTERNAL, "tracker could not store the change; try again")
+            return [(ident, Reply.failure(peek_id(frames), err).encode()) for ident, frames in batch]
+        return replies
+
+    def _handle(self, frames: list[Any], now: float) -> list[bytes]:
+        try:
+            req = Request.decode(frames)
+        except ProtocolError as exc:
+            return Reply.failure(peek_id(frames), exc).encode()
+        spec = OPS[req.op]
+        fingerprint = b""
+        if spec.write and req.cid and req.op not in UNCACHED:
+            # A retry must be the very same request: a different one reusing the ids gets no
+            # one else's answer.
+            fingerprint = hashlib.blake2b(as_bytes(frames[1]), digest_size=16).digest()
+            cached = self._cached(req, fingerprint)
+            if cached is not None:
+                return cached
+        out = self._run(req, now, savepoint=not spec.read).encode()
+        if fingerprint:
+            self._remember(req, fingerprint, out)
+        return out
+
+    def _run(self, req: Request, now: float, *, savepoint: bool) -> Reply:
+        if savepoint:
+            self.store.savepoint()
+        try:
+            session = self.env.rules.session(req.token) if OPS[req.op].token else None
+            reply = HANDLERS[req.op](self.env, Call(req, session, now))
+        except TorrentError as exc:
+            reply = self._undo(req, exc, savepoint)
+        except StoreError:
+            raise
+        except Exception:  # a bug must cost one request, not the tracker
+            log.exception("internal error in %s", req.op)
+            reply = self._undo(req, TorrentError(Code.INTERNAL, f"internal error in {req.op}"), savepoint)
+        if savepoint:
+            self.store.release()
+        return reply
+
+    def _undo(self, req: Request, exc: TorrentError, savepoint: bool) -> Reply:
+        if savepoint:
+            self.store.rollback_to()
+        return Reply.failure(req.id, exc)
+
+    # --- the durable reply cache ----------------------------------------------------------
+    def _cached(self, req: Request, fingerprint: bytes) -> list[bytes] | None:
+        row = self.store.one("SELECT fp, header, blob FROM replies WHERE cid=? AND rid=?", req.cid, req.id)
+        if row is None or bytes(row[0]) != fingerprint:
+            return None
+        frames = [P.CONTROL_TAG, bytes(row[1])]
+        if row[2] is not None:
+            frames.append(bytes(row[2]))
+        return frames
+
+    def _remember(self, req: Request, fingerprint: bytes, out: list[bytes]) -> None:
+        blob = out[2] if len(out) > 2 else None
+        self.store.run(
+            """INSERT INTO replies VALUES (?,?,?,?,?,?) ON CONFLICT (cid, rid) DO UPDATE
+               SET fp=excluded.fp, header=excluded.header, blob=excluded.blob, at=excluded.at""",
+            req.cid,
+            req.id,
+            fingerprint,
+            out[1],
+            blob,
+            self.wall(),
+        )
+
+    # --- housekeeping ---------------------------------------------------------------------
+    def tick(self) -> None:
+        """Expire silent peers and old cached replies (its own short transaction)."""
+        try:
+            self.store.begin()
+            gone = self.presence.expire(self.clock())
+            self.store.run("DELETE FROM replies WHERE at < ?", self.wall() - REPLY_TTL)
+            self.store.commit()
+        except StoreError:
+            log.exception("housekeeping failed")
+            self._rollback()
+            return
+        if gone:
+            log.info("%d silent peer(s) dropped", gone)
+
+    def _rollback(self) -> None:
+        try:
+            self.store.rollback()
+        except StoreError:
+            log.exception("rollback failed")

@@ -1,0 +1,232 @@
+"""The tracker's durable rules: users, sessions, groups, membership, requests, shared files.
+
+Every method checks its preconditions and raises ``Refused`` with a stable code, or changes
+the database through the ``Store``; none of them commits (the core commits a whole batch before
+replying) and none touches a socket, so the rules are unit-tested against a real database alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+from messages.errors import Code, Refused
+from messages.protocol import DIGEST_SIZE, MAX_PIECES
+from messages.records import FileMeta, GroupEntry, LeaveResult
+
+from .passwords import hash_password, verify_password
+from .store import Store
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    meta: FileMeta
+    hashes: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    token_hash: bytes
+    user: str
+
+
+class Rules:
+    def __init__(self, store: Store) -> None:
+        self.db = store
+
+    # --- accounts -------------------------------------------------------------------------
+    def create_user(self, user: str, password: str) -> None:
+        if self.db.one("SELECT 1 FROM users WHERE name=?", user):
+            raise Refused(Code.USER_EXISTS, f"user {user!r} already exists")
+        salt, digest = hash_password(password)
+        self.db.run("INSERT INTO users VALUES (?,?,?,?)", user, salt, digest, time.time())
+
+    def login(self, user: str, password: str) -> str:
+        row = self.db.one("SELECT salt, hash FROM users WHERE name=?", user)
+        if row is None:
+            raise Refused(Code.NO_SUCH_USER, f"no user {user!r}; create it with create_user")
+        if not verify_password(password, bytes(row[0]), bytes(row[1])):
+            raise Refused(Code.WRONG_PASSWORD, "wrong password")
+        token = secrets.token_urlsafe(32)
+        self.db.run("INSERT INTO sessions VALUES (?,?,?)", token_hash(token), user, time.time())
+        return token
+
+    def logout(self, session: Session) -> None:
+        self.db.run("DELETE FROM sessions WHERE token_hash=?", session.token_hash)
+
+    def session(self, token: str | None) -> Session:
+        """The live session of ``token``, or UNAUTHORIZED."""
+        if not token:
+            raise Refused(Code.UNAUTHORIZED, "not logged in")
+        th = token_hash(token)
+        row = self.db.one("SELECT uname FROM sessions WHERE token_hash=?", th)
+        if row is None:
+            raise Refused(Code.UNAUTHORIZED, "session unknown or ended; log in again")
+        return Session(th, row[0])
+
+    # --- groups ---------------------------------------------------------------------------
+    def create_group(self, user: str, group: str) -> None:
+        if self.db.one("SELECT 1 FROM groups WHERE name=?", group):
+            raise Refused(Code.GROUP_EXISTS, f"group {group!r} already exists")
+        self.db.run("INSERT INTO groups VALUES (?,?,?)", group, user, time.time())
+        self.db.run("INSERT INTO members VALUES (?,?,1)", group, user)
+
+    def join_group(self, user: str, group: str) -> None:
+        self._admin_of(group)
+        if self.is_member(group, user):
+            raise Refused(Code.ALREADY_MEMBER, f"already a member of {group!r}")
+        if self.db.one("SELECT 1 FROM requests WHERE grp=? AND uname=?", group, user):
+            raise Refused(Code.ALREADY_REQUESTED, f"a request to join {group!r} is already pending")
+        self.db.run("INSERT INTO requests VALUES (?,?,?)", group, user, time.time())
+
+    def list_requests(self, user: str, group: str) -> list[str]:
+        self.require_admin(group, user)
+        rows = self.db.all("SELECT uname FROM requests WHERE grp=? ORDER BY created, uname", group)
+        return [r[0] for r in rows]
+
+    def accept_request(self, admin: str, group: str, user: str) -> None:
+        self.require_admin(group, admin)
+        self._take_request(group, user)
+        row = self.db.one("SELECT seq FROM members WHERE grp=? ORDER BY seq DESC LIMIT 1", group)
+        self.db.run("INSERT INTO members VALUES (?,?,?)", group, user, (row[0] if row else 0) + 1)
+
+    def reject_request(self, admin: str, group: str, user: str) -> None:
+        self.require_admin(group, admin)
+        self._take_request(group, user)
+
+    def leave_group(self, user: str, group: str) -> LeaveResult:
+        """Leave (or withdraw a pending request). Admin hand-over and last-member deletion."""
+        admin = self._admin_of(group)
+        if not self.is_member(group, user):
+            if self.db.run("DELETE FROM requests WHERE grp=? AND uname=?", group, user):
+                return LeaveResult(group_deleted=False, new_admin=None, files_removed=[])
+            raise Refused(Code.NOT_MEMBER, f"not a member of {group!r}")
+        shared = self.db.all("SELECT name FROM shares WHERE grp=? AND uname=?", group, user)
+        removed = [name for (name,) in shared if self._drop_share(group, name, user)]
+        self.db.run("DELETE FROM members WHERE grp=? AND uname=?", group, user)
+        if admin != user:
+            return LeaveResult(group_deleted=False, new_admin=None, files_removed=removed)
+        nxt = self.db.one("SELECT uname FROM members WHERE grp=? ORDER BY seq LIMIT 1", group)
+        if nxt is None:
+            self.db.run("DELETE FROM groups WHERE name=?", group)
+            return LeaveResult(group_deleted=True, new_admin=None, files_removed=removed)
+        self.db.run("UPDATE groups SET admin=? WHERE name=?", nxt[0], group)
+        return LeaveResult(group_deleted=False, new_admin=nxt[0], files_removed=removed)
+
+    def list_groups(self, user: str) -> list[GroupEntry]:
+        rows = self.db.all(
+            """SELECT g.name, g.admin, (SELECT count(*) FROM members m WHERE m.grp=g.name),
+                      EXISTS(SELECT 1 FROM members m WHERE m.grp=g.name AND m.uname=?),
+                      EXISTS(SELECT 1 FROM requests r WHERE r.grp=g.name AND r.uname=?)
+               FROM groups g ORDER BY g.name""",
+            user,
+            user,
+        )
+        out = []
+        for name, admin, count, member, pending in rows:
+            role = "admin" if admin == user else "member" if member else "pending" if pending else ""
+            out.append(GroupEntry(name=name, admin=admin, members=count, role=role))
+        return out
+
+    def is_member(self, group: str, user: str) -> bool:
+        return self.db.one("SELECT 1 FROM members WHERE grp=? AND uname=?", group, user) is not None
+
+    def require_member(self, group: str, user: str) -> None:
+        self._admin_of(group)
+        if not self.is_member(group, user):
+            raise Refused(Code.NOT_MEMBER, f"not a member of {group!r}")
+
+    def require_admin(self, group: str, user: str) -> None:
+        if self._admin_of(group) != user:
+            raise Refused(Code.NOT_ADMIN, f"only the admin of {group!r} can do that")
+
+    # --- files ----------------------------------------------------------------------------
+    def share_file(self, user: str, meta: FileMeta, hashes: bytes) -> bool:
+        """Record that ``user`` shares this file; True when the file is new to the group."""
+        self.require_member(meta.group, user)
+        if meta.num_pieces > MAX_PIECES:
+            raise Refused(Code.BAD_ARGS, f"more than {MAX_PIECES} pieces; use a larger piece size")
+        if len(hashes) != meta.num_pieces * DIGEST_SIZE:
+            raise Refused(Code.BAD_ARGS, f"expected {meta.num_pieces} piece digests")
+        if hashlib.sha256(hashes).hexdigest() != meta.root:
+            raise Refused(Code.BAD_ARGS, "root hash does not match the piece digests")
+        existing = self.file(meta.group, meta.name)
+        if existing is not None:
+            if existing.meta != meta or existing.hashes != hashes:
+                raise Refused(
+                    Code.FILE_CONFLICT,
+                    f"{meta.name!r} in {meta.group!r} is already shared with other content",
+                )
+        else:
+            self.db.run(
+                "INSERT INTO files VALUES (?,?,?,?,?,?,?)",
+                meta.group,
+                meta.name,
+                meta.size,
+                meta.piece_size,
+                meta.root,
+                hashes,
+                time.time(),
+            )
+        self.db.run("INSERT INTO shares VALUES (?,?,?) ON CONFLICT DO NOTHING", meta.group, meta.name, user)
+        return existing is None
+
+    def stop_share(self, user: str, group: str, name: str) -> bool:
+        """Stop sharing; True when that was the last sharer and the file left the group."""
+        self.require_member(group, user)
+        if not self.db.one("SELECT 1 FROM shares WHERE grp=? AND name=? AND uname=?", group, name, user):
+            raise Refused(Code.NOT_SHARING, f"you do not share {name!r} in {group!r}")
+        return self._drop_share(group, name, user)
+
+    def file(self, group: str, name: str) -> StoredFile | None:
+        row = self.db.one(
+            "SELECT size, piece_size, root, hashes FROM files WHERE grp=? AND name=?", group, name
+        )
+        if row is None:
+            return None
+        meta = FileMeta(group=group, name=name, size=row[0], piece_size=row[1], root=row[2])
+        return StoredFile(meta=meta, hashes=bytes(row[3]))
+
+    def require_file(self, user: str, group: str, name: str) -> StoredFile:
+        self.require_member(group, user)
+        stored = self.file(group, name)
+        if stored is None:
+            raise Refused(Code.NO_SUCH_FILE, f"no file {name!r} in {group!r}")
+        return stored
+
+    def files(self, group: str) -> list[tuple[str, int, int]]:
+        """(name, size, sharers) of every file in a group."""
+        rows = self.db.all(
+            """SELECT f.name, f.size, (SELECT count(*) FROM shares s WHERE s.grp=f.grp AND s.name=f.name)
+               FROM files f WHERE f.grp=? ORDER BY f.name""",
+            group,
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def shares_of(self, user: str) -> set[tuple[str, str]]:
+        return {(r[0], r[1]) for r in self.db.all("SELECT grp, name FROM shares WHERE uname=?", user)}
+
+    # --- helpers --------------------------------------------------------------------------
+    def _drop_share(self, group: str, name: str, user: str) -> bool:
+        self.db.run("DELETE FROM shares WHERE grp=? AND name=? AND uname=?", group, name, user)
+        if self.db.one("SELECT 1 FROM shares WHERE grp=? AND name=?", group, name):
+            return False
+        self.db.run("DELETE FROM files WHERE grp=? AND name=?", group, name)
+        return True
+
+    def _take_request(self, group: str, user: str) -> None:
+        if not self.db.run("DELETE FROM requests WHERE grp=? AND uname=?", group, user):
+            raise Refused(Code.NO_SUCH_REQUEST, f"no pending request from {user!r} to join {group!r}")
+
+    def _admin_of(self, group: str) -> str:
+        """The group's admin, or NO_SUCH_GROUP."""
+        row = self.db.one("SELECT admin FROM groups WHERE name=?", group)
+        if row is None:
+            raise Refused(Code.NO_SUCH_GROUP, f"no group {group!r}")
+        return str(row[0])

@@ -1,0 +1,75 @@
+"""The tracker's tables, written once for both stores.
+
+Only the column types differ between SQLite and PostgreSQL (BLOB/BYTEA, REAL/DOUBLE
+PRECISION), so the DDL is one text with the types filled in per dialect; every statement the
+rules run is shared as is. Names avoid words PostgreSQL reserves (``user`` is ``uname``).
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+_TYPES = {
+    "sqlite": {"blob": "BLOB", "real": "REAL", "int": "INTEGER"},
+    "postgresql": {"blob": "BYTEA", "real": "DOUBLE PRECISION", "int": "BIGINT"},
+}
+
+_DURABLE = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY, salt {blob} NOT NULL, hash {blob} NOT NULL, created {real} NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash {blob} PRIMARY KEY,
+    uname TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    created {real} NOT NULL);
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (uname);
+CREATE TABLE IF NOT EXISTS groups (
+    name TEXT PRIMARY KEY, admin TEXT NOT NULL, created {real} NOT NULL);
+CREATE TABLE IF NOT EXISTS members (
+    grp TEXT NOT NULL REFERENCES groups(name) ON DELETE CASCADE,
+    uname TEXT NOT NULL, seq {int} NOT NULL, PRIMARY KEY (grp, uname));
+CREATE INDEX IF NOT EXISTS members_by_seq ON members (grp, seq);
+CREATE INDEX IF NOT EXISTS members_by_user ON members (uname);
+CREATE TABLE IF NOT EXISTS requests (
+    grp TEXT NOT NULL REFERENCES groups(name) ON DELETE CASCADE,
+    uname TEXT NOT NULL, created {real} NOT NULL, PRIMARY KEY (grp, uname));
+CREATE TABLE IF NOT EXISTS files (
+    grp TEXT NOT NULL REFERENCES groups(name) ON DELETE CASCADE,
+    name TEXT NOT NULL, size {int} NOT NULL, piece_size {int} NOT NULL,
+    root TEXT NOT NULL, hashes {blob} NOT NULL, created {real} NOT NULL,
+    PRIMARY KEY (grp, name));
+CREATE TABLE IF NOT EXISTS shares (
+    grp TEXT NOT NULL, name TEXT NOT NULL, uname TEXT NOT NULL,
+    PRIMARY KEY (grp, name, uname),
+    FOREIGN KEY (grp, name) REFERENCES files(grp, name) ON DELETE CASCADE);
+CREATE INDEX IF NOT EXISTS shares_by_user ON shares (uname, grp);
+CREATE TABLE IF NOT EXISTS replies (
+    cid TEXT NOT NULL, rid {int} NOT NULL, fp {blob} NOT NULL, header {blob} NOT NULL,
+    blob {blob}, at {real} NOT NULL, PRIMARY KEY (cid, rid));
+CREATE INDEX IF NOT EXISTS replies_by_age ON replies (at);
+"""
+
+# Presence: rebuilt by heartbeats after a restart, so never worth an fsync.
+_PRESENCE = """
+CREATE TABLE IF NOT EXISTS {p}online (
+    session {blob} PRIMARY KEY, uname TEXT NOT NULL, endpoint TEXT NOT NULL,
+    seed_key {blob} NOT NULL, seen {real} NOT NULL);
+CREATE INDEX IF NOT EXISTS {p}online_by_seen ON online (seen);
+CREATE INDEX IF NOT EXISTS {p}online_by_user ON online (uname);
+CREATE TABLE IF NOT EXISTS {p}serving (
+    grp TEXT NOT NULL, name TEXT NOT NULL, session {blob} NOT NULL, have {blob},
+    PRIMARY KEY (grp, name, session));
+CREATE INDEX IF NOT EXISTS {p}serving_by_session ON serving (session, grp);
+"""
+
+
+def _statements(text: str, **subst: str) -> list[str]:
+    return [s.strip().format(**subst) for s in text.split(";") if s.strip()]
+
+
+def durable_ddl(dialect: str) -> list[str]:
+    return _statements(_DURABLE, **_TYPES[dialect])
+
+
+def presence_ddl(dialect: str, prefix: str = "") -> list[str]:
+    return _statements(_PRESENCE, p=prefix, **_TYPES[dialect])
