@@ -19,10 +19,10 @@ import zmq
 
 from messages.control import Reply, Request
 from messages.errors import Code, LocalError, ProtocolError
-from messages.protocol import REQUEST_RETRIES, REQUEST_TIMEOUT, TRACKER_MAX_MSG
+from messages.protocol import CONTROL_FRAMES, REQUEST_RETRIES, REQUEST_TIMEOUT
 from messages.schema import validate_args
 
-from .sockets import dealer
+from .sockets import LIMITS, dealer, recv_bounded
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class ControlClient:
 
     def _socket(self) -> zmq.Socket:
         if self._sock is None:
-            self._sock = dealer(self.ctx, self.endpoint, max_msg=TRACKER_MAX_MSG)
+            self._sock = dealer(self.ctx, self.endpoint, LIMITS["control"])
         return self._sock
 
     def close(self) -> None:
@@ -61,7 +61,6 @@ class ControlClient:
         args: dict[str, Any] | None = None,
         *,
         token: str | None = None,
-        blob: bytes | None = None,
         timeout: float | None = None,
         retries: int | None = None,
     ) -> Reply:
@@ -70,7 +69,7 @@ class ControlClient:
         Raises LocalError(TIMEOUT) when the tracker did not answer any attempt, and
         LocalError for arguments the tracker would refuse anyway.
         """
-        req_id, frames = self.build(op, args or {}, token=token, blob=blob)
+        req_id, frames = self.build(op, args or {}, token=token)
         timeout = self.timeout if timeout is None else timeout
         attempts = 1 + (self.retries if retries is None else retries)
         for attempt in range(attempts):
@@ -82,15 +81,13 @@ class ControlClient:
             self.reset()
         raise LocalError(Code.TIMEOUT, f"tracker at {self.endpoint} did not answer {op}")
 
-    def build(
-        self, op: str, args: dict[str, Any], *, token: str | None = None, blob: bytes | None = None
-    ) -> tuple[int, list[bytes]]:
+    def build(self, op: str, args: dict[str, Any], *, token: str | None = None) -> tuple[int, list[bytes]]:
         """A validated request with a fresh id, encoded; retries resend these same frames."""
         try:
-            validate_args(op, args, blob is not None)
+            validate_args(op, args)
         except ProtocolError as exc:
             raise LocalError(exc.code, exc.message) from None
-        req = Request(id=next(self._ids), op=op, args=args, cid=self.cid, token=token, blob=blob)
+        req = Request(id=next(self._ids), op=op, args=args, cid=self.cid, token=token)
         return req.id, req.encode()
 
     def send(self, frames: list[bytes]) -> None:
@@ -104,7 +101,7 @@ class ControlClient:
             if not sock.poll(int(max(0.0, left) * 1000), zmq.POLLIN):
                 return None
             try:
-                reply = Reply.decode(sock.recv_multipart())
+                reply = Reply.decode(recv_bounded(sock, CONTROL_FRAMES))
             except ProtocolError as exc:
                 log.warning("malformed reply from tracker: %s", exc)
                 continue

@@ -1,8 +1,10 @@
 """A ROUTER service: one socket, one thread, one poll loop (the Majordomo broker's shape).
 
-The loop drains every message that is already waiting (up to a batch), hands the batch to the
-handler, and sends the replies. Batching is what lets the tracker commit many writes with one
-fsync before it acknowledges any of them (group commit).
+The loop drains what is already waiting into a batch (bounded in messages and in bytes),
+hands the batch to the handler, a sans-I/O core that maps it to replies, and sends them.
+Batching is what lets the tracker commit many writes with one fsync before it acknowledges
+any of them (group commit); the byte bound keeps one batch from holding much memory whatever
+the senders send.
 """
 
 from __future__ import annotations
@@ -17,12 +19,18 @@ import zmq
 
 from messages.frames import as_bytes
 
-from .sockets import bound_endpoint, router
+from .sockets import Limits, bound_endpoint, recv_bounded, router
 
 log = logging.getLogger(__name__)
 
 Message = tuple[bytes, list[Any]]  # (routing id, frames after it)
 BatchHandler = Callable[[list[Message]], Iterable[Message]]
+Sender = Callable[[bytes, list[Any]], bool]
+BATCH_BYTES = 4 * 1024 * 1024
+
+
+def frames_size(frames: list[Any]) -> int:
+    return sum(len(getattr(f, "buffer", f)) for f in frames)
 
 
 class RouterService:
@@ -31,17 +39,17 @@ class RouterService:
         ctx: zmq.Context,
         bind: str,
         handler: BatchHandler,
+        limits: Limits,
         *,
-        max_msg: int,
         batch: int = 256,
         copy: bool = True,
-        hwm: int = 1000,
         before_send: Callable[[list[Any]], None] | None = None,
     ) -> None:
         """``handler`` maps a batch to its replies (a sans-I/O core); ``before_send`` runs before
         each reply goes out, e.g. to pace replies under an upload limit."""
-        self.sock = router(ctx, bind, max_msg=max_msg, hwm=hwm)
+        self.sock = router(ctx, bind, limits)
         self.endpoint = bound_endpoint(self.sock)
+        self.limits = limits
         self.handler = handler
         self.batch = batch
         self.copy = copy
@@ -69,24 +77,34 @@ class RouterService:
         finally:
             self.sock.close(linger=0)
 
-    def _serve_batch(self) -> None:
+    def take_batch(self) -> list[Message]:
+        """What is waiting, up to ``batch`` messages or BATCH_BYTES, whichever comes first."""
         batch: list[Message] = []
-        while len(batch) < self.batch:
+        size = 0
+        while len(batch) < self.batch and size < BATCH_BYTES:
             try:
-                frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=self.copy)
+                frames = recv_bounded(self.sock, self.limits.max_frames, zmq.NOBLOCK, copy=self.copy)
             except zmq.Again:
                 break
+            size += frames_size(frames)
             batch.append((as_bytes(frames[0]), frames[1:]))
+        return batch
+
+    def _serve_batch(self) -> None:
+        batch = self.take_batch()
         if batch:
             for ident, reply in self.handler(batch):
                 if self.before_send is not None:
                     self.before_send(reply)
                 self.send(ident, reply)
 
-    def send(self, ident: bytes, frames: list[Any]) -> bool:
-        """Send without blocking; a gone or stalled peer costs us a dropped reply, not a hang."""
+    def send(self, ident: bytes, frames: list[Any], *, track: bool = False) -> zmq.MessageTracker | bool:
+        """Send without blocking; a gone or stalled peer costs us a dropped reply, not a hang.
+
+        Returns False when dropped; otherwise True, or the message's tracker with ``track``.
+        """
         try:
-            self.sock.send_multipart([ident, *frames], zmq.NOBLOCK, copy=self.copy)
+            tracker = self.sock.send_multipart([ident, *frames], zmq.NOBLOCK, copy=self.copy, track=track)
         except zmq.Again:
             self.dropped += 1
             log.debug("reply dropped: peer queue full")
@@ -97,4 +115,4 @@ class RouterService:
             self.dropped += 1
             log.debug("reply dropped: peer gone")
             return False
-        return True
+        return tracker if track and tracker is not None else True

@@ -1,14 +1,34 @@
-"""Socket construction with the options every socket here needs.
+"""Socket construction with the options every socket here needs, and bounded receiving.
 
 LINGER is short everywhere so that closing never hangs on unsent messages (pyzmq#102,
-libzmq#2586); MAXMSGSIZE bounds what a misbehaving peer can make us allocate.
+libzmq#2586). ZeroMQ bounds a message only frame by frame (MAXMSGSIZE), so a hostile peer could
+send one message of thousands of maximal frames: ``recv_bounded`` reads frame by frame and
+keeps at most a message's worth, throwing the rest away as it arrives, and small receive HWMs
+cap how many messages libzmq queues per connection. Together they bound what any sender can
+make us hold.
 """
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass
+from typing import Any
+
 import zmq
 
+from messages import protocol as P
+
 LINGER_MS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one socket accepts: bytes per frame, frames per message, messages queued."""
+
+    max_msg: int  # ZMQ_MAXMSGSIZE: a longer frame drops the connection
+    max_frames: int  # frames of a message kept (the routing id included on a ROUTER)
+    rcvhwm: int = 1000  # messages queued per connection, inbound
+    sndhwm: int = 1000  # messages queued per connection, outbound
 
 
 def new_context() -> zmq.Context:
@@ -18,25 +38,35 @@ def new_context() -> zmq.Context:
     return ctx
 
 
-def router(ctx: zmq.Context, bind: str, *, max_msg: int, hwm: int = 1000) -> zmq.Socket:
+def _apply(sock: zmq.Socket, limits: Limits) -> None:
+    sock.setsockopt(zmq.MAXMSGSIZE, limits.max_msg)
+    sock.setsockopt(zmq.SNDHWM, limits.sndhwm)
+    sock.setsockopt(zmq.RCVHWM, limits.rcvhwm)
+
+
+def router(ctx: zmq.Context, bind: str, limits: Limits) -> zmq.Socket:
     """A ROUTER that raises instead of silently dropping replies to gone peers."""
     sock = ctx.socket(zmq.ROUTER)
-    sock.setsockopt(zmq.LINGER, LINGER_MS)
-    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-    sock.setsockopt(zmq.MAXMSGSIZE, max_msg)
-    sock.setsockopt(zmq.SNDHWM, hwm)
-    sock.setsockopt(zmq.RCVHWM, hwm)
-    sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
-    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
-    sock.bind(bind)
+    try:
+        sock.setsockopt(zmq.LINGER, LINGER_MS)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        _apply(sock, limits)
+        # A connection that stops answering ZMTP pings (a stuck or hostile client) is dropped,
+        # and with it whatever we had queued for it.
+        sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 4000)
+        sock.bind(bind)
+    except zmq.ZMQError:
+        sock.close(linger=0)
+        raise
     return sock
 
 
-def dealer(ctx: zmq.Context, endpoint: str, *, max_msg: int, hwm: int = 1000) -> zmq.Socket:
+def dealer(ctx: zmq.Context, endpoint: str, limits: Limits) -> zmq.Socket:
     """A DEALER that reconnects quickly and detects a dead link by ZMTP heartbeats."""
     sock = ctx.socket(zmq.DEALER)
     try:
-        configure_dealer(sock, max_msg=max_msg, hwm=hwm)
+        configure_dealer(sock, limits)
         sock.connect(endpoint)
     except zmq.ZMQError:
         sock.close(linger=0)
@@ -44,16 +74,29 @@ def dealer(ctx: zmq.Context, endpoint: str, *, max_msg: int, hwm: int = 1000) ->
     return sock
 
 
-def configure_dealer(sock: zmq.Socket, *, max_msg: int, hwm: int = 1000) -> None:
+def configure_dealer(sock: zmq.Socket, limits: Limits) -> None:
     """Options for a DEALER: set before connect (heartbeat options only apply then)."""
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.MAXMSGSIZE, max_msg)
-    sock.setsockopt(zmq.SNDHWM, hwm)
-    sock.setsockopt(zmq.RCVHWM, hwm)
+    _apply(sock, limits)
     sock.setsockopt(zmq.RECONNECT_IVL, 100)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
     sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
+
+
+def recv_bounded(sock: zmq.Socket, max_frames: int, flags: int = 0, *, copy: bool = True) -> list[Any]:
+    """One whole message, but at most ``max_frames + 1`` of its frames.
+
+    A message with more frames than allowed comes back with exactly ``max_frames + 1`` (so its
+    decoder refuses it by count); the frames past that are received and dropped one by one,
+    never held together. Raises zmq.Again like ``recv`` when nothing waits (with NOBLOCK).
+    """
+    frames = [sock.recv(flags, copy=copy)]
+    while sock.getsockopt(zmq.RCVMORE):
+        frame = sock.recv(copy=copy)  # the rest of a message is already here: never blocks
+        if len(frames) <= max_frames:
+            frames.append(frame)
+    return frames
 
 
 def bound_endpoint(sock: zmq.Socket) -> str:
@@ -64,9 +107,30 @@ def bound_endpoint(sock: zmq.Socket) -> str:
 def term_context(ctx: zmq.Context, timeout: float = 5.0) -> bool:
     """Terminate ``ctx`` but never hang on it: a socket some thread failed to close would make
     ``term`` block forever (pyzmq#991). Returns False when it gave up waiting."""
-    import threading
-
     t = threading.Thread(target=ctx.term, name="zmq-term", daemon=True)
     t.start()
     t.join(timeout)
     return not t.is_alive()
+
+
+# --- the limits of each kind of socket (sizes from messages.protocol) -------------------------
+
+
+def _limits() -> dict[str, Limits]:
+    return {
+        # The tracker: small requests from anyone; a few outstanding per connection.
+        "tracker": Limits(P.CONTROL_MAX_MSG, 1 + P.CONTROL_FRAMES, rcvhwm=64, sndhwm=1000),
+        # A peer's DEALER to the tracker (replies and pushes).
+        "control": Limits(P.CONTROL_MAX_MSG, P.CONTROL_FRAMES, rcvhwm=256, sndhwm=64),
+        # A seeder: tiny requests in, pieces out (memory for those is budgeted by the seeder).
+        "seeder": Limits(P.SEEDER_MAX_MSG, 1 + 2, rcvhwm=64, sndhwm=64),
+    }
+
+
+LIMITS = _limits()
+
+
+def piece_limits(piece_size: int) -> Limits:
+    """A downloader's DEALER to one holder: frames no larger than this file's pieces."""
+    page = P.DIGESTS_PER_PAGE * P.DIGEST_SIZE
+    return Limits(max(piece_size, page) + P.MAX_HEADER_BYTES, P.PIECE_FRAMES, rcvhwm=32, sndhwm=32)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import Code, ProtocolError, RemoteError, TorrentError
-from .frames import as_bytes, check_frames, check_id, dumps, loads_header
+from .frames import check_frames, check_id, dumps, loads_header
 from .protocol import CONTROL_TAG, MAX_CID, MAX_TOKEN
 from .schema import validate_args
 
@@ -20,10 +20,9 @@ from .schema import validate_args
 class Request:
     """A request to the tracker.
 
-    Frames: ``[CONTROL_TAG, header, (blob)]`` with header
+    Frames: ``[CONTROL_TAG, header]`` with header
     ``{"id": int, "op": str, "cid": str, "args": {...}, "token": str (optional)}``. ``id`` pairs
     the reply with the request; ``cid`` names the client, so (cid, id) identifies a retry.
-    The blob frame carries binary arguments (piece digests) that never go through JSON.
     """
 
     id: int
@@ -31,20 +30,16 @@ class Request:
     args: dict[str, Any]
     cid: str = ""
     token: str | None = None
-    blob: bytes | None = None
 
     def encode(self) -> list[bytes]:
         header: dict[str, Any] = {"id": self.id, "op": self.op, "cid": self.cid, "args": self.args}
         if self.token is not None:
             header["token"] = self.token
-        frames = [CONTROL_TAG, dumps(header)]
-        if self.blob is not None:
-            frames.append(self.blob)
-        return frames
+        return [CONTROL_TAG, dumps(header)]
 
     @classmethod
     def decode(cls, frames: list[Any]) -> Request:
-        check_frames(frames, CONTROL_TAG, (2, 3))
+        check_frames(frames, CONTROL_TAG, (2,))
         header = loads_header(frames[1])
         req_id = check_id(header.get("id"))
         op = header.get("op")
@@ -56,9 +51,8 @@ class Request:
         token = header.get("token")
         if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN):
             raise ProtocolError(Code.BAD_ARGS, "token must be a short string")
-        blob = as_bytes(frames[2]) if len(frames) == 3 else None
-        args = validate_args(op, header.get("args", {}), blob is not None)
-        return cls(id=req_id, op=op, args=args, cid=cid, token=token, blob=blob)
+        args = validate_args(op, header.get("args", {}))
+        return cls(id=req_id, op=op, args=args, cid=cid, token=token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +65,7 @@ class ErrorInfo:
 class Reply:
     """The tracker's answer to one request.
 
-    Frames: ``[CONTROL_TAG, header, (blob)]`` with header ``{"id", "ok": true, "result": {...}}``
+    Frames: ``[CONTROL_TAG, header]`` with header ``{"id", "ok": true, "result": {...}}``
     or ``{"id", "ok": false, "error": {"code", "message"}}``. Build with ``success`` or
     ``failure``, so a reply is always either a result or an error, never both.
     """
@@ -79,11 +73,10 @@ class Reply:
     id: int
     result: dict[str, Any] = field(default_factory=dict)
     error: ErrorInfo | None = None
-    blob: bytes | None = None
 
     @classmethod
-    def success(cls, req_id: int, result: dict[str, Any] | None = None, blob: bytes | None = None) -> Reply:
-        return cls(id=req_id, result=result or {}, blob=blob)
+    def success(cls, req_id: int, result: dict[str, Any] | None = None) -> Reply:
+        return cls(id=req_id, result=result or {})
 
     @classmethod
     def failure(cls, req_id: int, err: TorrentError) -> Reply:
@@ -105,23 +98,19 @@ class Reply:
             header["result"] = self.result
         else:
             header["error"] = {"code": str(self.error.code), "message": self.error.message}
-        frames = [CONTROL_TAG, dumps(header)]
-        if self.blob is not None:
-            frames.append(self.blob)
-        return frames
+        return [CONTROL_TAG, dumps(header)]
 
     @classmethod
     def decode(cls, frames: list[Any]) -> Reply:
-        check_frames(frames, CONTROL_TAG, (2, 3))
+        check_frames(frames, CONTROL_TAG, (2,))
         header = loads_header(frames[1])
         req_id = check_id(header.get("id"))
-        blob = as_bytes(frames[2]) if len(frames) == 3 else None
         ok = header.get("ok")
         if ok is True:
             result = header.get("result", {})
             if not isinstance(result, dict):
                 raise ProtocolError(Code.BAD_JSON, "result must be an object")
-            return cls(id=req_id, result=result, blob=blob)
+            return cls(id=req_id, result=result)
         err = header.get("error")
         if ok is not False or not isinstance(err, dict):
             raise ProtocolError(Code.BAD_JSON, "reply needs ok and a result or an error")
@@ -129,4 +118,4 @@ class Reply:
         if not isinstance(code, str) or not isinstance(message, str):
             raise ProtocolError(Code.BAD_JSON, "error needs a code and a message")
         known: Code | str = Code(code) if code in Code._value2member_map_ else code
-        return cls(id=req_id, error=ErrorInfo(known, message[:1000]), blob=blob)
+        return cls(id=req_id, error=ErrorInfo(known, message[:1000]))

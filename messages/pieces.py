@@ -13,16 +13,19 @@ from .control import ErrorInfo
 from .errors import Code, ProtocolError, TorrentError
 from .frames import check_frames, check_id, check_int, dumps, is_int, loads_header
 from .names import check_file_name, check_name
-from .protocol import MAX_PIECES, OP_GET_PIECE, PIECE_TAG
+from .protocol import MAX_DIGEST_PAGES, MAX_PIECES, OP_GET_DIGESTS, OP_GET_PIECE, PIECE_TAG
 from .records import Grant
+
+_INDEX_LIMIT = {OP_GET_PIECE: MAX_PIECES, OP_GET_DIGESTS: MAX_DIGEST_PAGES}
 
 
 @dataclass(frozen=True, slots=True)
 class PieceRequest:
-    """Ask a seeder for one piece.
+    """Ask a seeder for one piece, or for one page of the file's piece digests.
 
     Frames: ``[PIECE_TAG, header]`` with header
-    ``{"id": int, "op": "get", "g": group, "f": file, "p": piece index, "grant": Grant}``.
+    ``{"id": int, "op": "get" | "digests", "g": group, "f": file, "p": index, "grant": Grant}``;
+    ``p`` is a piece index for "get" and a page index (DIGESTS_PER_PAGE digests) for "digests".
     """
 
     id: int
@@ -30,11 +33,12 @@ class PieceRequest:
     file: str
     piece: int
     grant: Grant
+    op: str = OP_GET_PIECE
 
     def encode(self) -> list[bytes]:
         header = {
             "id": self.id,
-            "op": OP_GET_PIECE,
+            "op": self.op,
             "g": self.group,
             "f": self.file,
             "p": self.piece,
@@ -47,14 +51,16 @@ class PieceRequest:
         check_frames(frames, PIECE_TAG, (2,))
         h = loads_header(frames[1])
         req_id = check_id(h.get("id"))
-        if h.get("op") != OP_GET_PIECE:
-            raise ProtocolError(Code.UNKNOWN_OP, f"unknown piece operation {str(h.get('op'))[:40]!r}")
+        op = h.get("op")
+        if op not in _INDEX_LIMIT:
+            raise ProtocolError(Code.UNKNOWN_OP, f"unknown piece operation {str(op)[:40]!r}")
         return cls(
             id=req_id,
             group=check_name(h.get("g"), "group name"),
             file=check_file_name(h.get("f")),
-            piece=check_int(h.get("p"), 0, MAX_PIECES - 1, "piece"),
+            piece=check_int(h.get("p"), 0, _INDEX_LIMIT[op] - 1, "piece"),
             grant=Grant.from_wire(h.get("grant")),
+            op=op,
         )
 
 

@@ -29,11 +29,21 @@ DIGEST_SIZE = 32  # SHA-256
 DEFAULT_PIECE_SIZE = 1024 * 1024  # chosen from scripts/bench's sweep (README, Performance)
 MIN_PIECE_SIZE = 16 * 1024
 MAX_PIECE_SIZE = 16 * 1024 * 1024
-MAX_PIECES = 1 << 20  # 1 Mi pieces: 32 MiB of digests, 8 TiB at 8 MiB pieces
-# Per-frame ZMQ_MAXMSGSIZE: the tracker's largest frame is the digest blob.
-TRACKER_MAX_MSG = MAX_PIECES * DIGEST_SIZE + 4096
-SEEDER_MAX_MSG = MAX_HEADER_BYTES  # seeders only ever receive small requests
-PIECE_MAX_MSG = MAX_PIECE_SIZE + MAX_HEADER_BYTES  # what a downloader accepts per frame
+MAX_PIECES = 1 << 20  # 1 Mi pieces: 32 MiB of digests, 16 TiB at 16 MiB pieces
+# A file's piece digests travel from holder to downloader (never through the tracker, which
+# keeps only their root), in pages that fit one frame.
+DIGESTS_PER_PAGE = 16 * 1024  # 512 KiB a page
+MAX_DIGEST_PAGES = MAX_PIECES // DIGESTS_PER_PAGE
+
+# What each socket accepts (ZMQ_MAXMSGSIZE bounds a frame; frames per message are counted on
+# receipt; HWMs bound messages queued per connection). Every message we send fits the limit of
+# the socket that reads it: control headers are at most MAX_HEADER_BYTES (lists are paged).
+FRAME_SLACK = 1024
+CONTROL_MAX_MSG = MAX_HEADER_BYTES + FRAME_SLACK  # tracker requests and replies, per frame
+CONTROL_FRAMES = 2  # tag, header
+SEEDER_MAX_MSG = MAX_HEADER_BYTES + FRAME_SLACK  # seeders only ever receive small requests
+PIECE_FRAMES = 3  # tag, header, payload
+PIECE_MAX_MSG = MAX_PIECE_SIZE + MAX_HEADER_BYTES  # the most a downloader accepts per frame
 
 # Control operations.
 OP_CREATE_USER = "create_user"
@@ -58,6 +68,7 @@ OP_PING = "ping"
 
 # Piece operations.
 OP_GET_PIECE = "get"
+OP_GET_DIGESTS = "digests"
 
 # Timing (seconds).
 HEARTBEAT_INTERVAL = 1.0

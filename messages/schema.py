@@ -96,7 +96,6 @@ class OpSpec:
     fields: dict[str, Validator]
     token: bool = True  # needs a session: the tracker checks it once, before any handler runs
     write: bool = False  # durable: committed before the reply, answered from a cache on retry
-    blob: bool = False  # carries a binary frame
     read: bool = False  # changes nothing, so it needs no savepoint of its own
 
 
@@ -114,9 +113,7 @@ OPS: dict[str, OpSpec] = {
     P.OP_REJECT_REQUEST: OpSpec(_GU, write=True),
     P.OP_LIST_FILES: OpSpec(_G, read=True),
     P.OP_FILE_INFO: OpSpec(_GF, read=True),
-    P.OP_SHARE_FILE: OpSpec(
-        {**_GF, "size": _size, "piece_size": _piece_size, "root": _hex64}, write=True, blob=True
-    ),
+    P.OP_SHARE_FILE: OpSpec({**_GF, "size": _size, "piece_size": _piece_size, "root": _hex64}, write=True),
     P.OP_STOP_SHARE: OpSpec(_GF, write=True),
     P.OP_HOLDERS: OpSpec(_GF, read=True),
     P.OP_ANNOUNCE: OpSpec({"endpoint": _endpoint, "seed_key": _hex64, "shares": _share_refs}),
@@ -125,7 +122,7 @@ OPS: dict[str, OpSpec] = {
 }
 
 
-def validate_args(op: str, args: Any, has_blob: bool) -> dict[str, Any]:
+def validate_args(op: str, args: Any) -> dict[str, Any]:
     """Return the cleaned arguments of ``op`` or raise a ProtocolError naming the problem."""
     spec = OPS.get(op)
     if spec is None:
@@ -140,6 +137,4 @@ def validate_args(op: str, args: Any, has_blob: bool) -> dict[str, Any]:
         if name not in args:
             raise ProtocolError(Code.BAD_ARGS, f"{op}: missing argument {name!r}")
         clean[name] = check(args[name])
-    if spec.blob != has_blob:
-        raise ProtocolError(Code.BAD_FRAME, f"{op}: {'missing' if spec.blob else 'unexpected'} data frame")
     return clean

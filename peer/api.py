@@ -26,7 +26,6 @@ from messages.control import Reply
 from messages.errors import Code, LocalError, ProtocolError, RemoteError, TorrentError
 from messages.events import ProgressEvent
 from messages.names import check_file_name, check_name
-from messages.protocol import DIGEST_SIZE
 from messages.records import FileEntry, FileMeta, GroupEntry, LeaveResult, Refusal
 
 from .download import Download, Settings
@@ -66,12 +65,13 @@ class Peer:
         self.user: str | None = None
         self._token: str | None = None
         self._state_lock = threading.Lock()  # guards _downloads and _finished
+        self._sync = threading.Lock()  # one change of our share list at a time, announces included
         self._control: ControlClient | None = None  # the API thread's own
         self._downloads: dict[tuple[str, str], Download] = {}
         self._finished: list[Download] = []
         self.on_download_end: Callable[[ProgressEvent], None] | None = None
         self.presence = PresenceKeeper(
-            self.ctx, tracker, self._current_token, self._announce_args, self._session_lost, heartbeat
+            self.ctx, tracker, self._current_token, self._announce, self._session_lost, heartbeat
         )
 
     # --- life cycle -------------------------------------------------------------------------
@@ -112,7 +112,6 @@ class Peer:
         args: dict[str, Any] | None = None,
         *,
         auth: bool = True,
-        blob: bytes | None = None,
         retries: int | None = None,
     ) -> Reply:
         token = None
@@ -120,19 +119,35 @@ class Peer:
             token = self._token
             if not token:
                 raise LocalError(Code.NOT_LOGGED_IN, "log in first")
+        return self._client().call(op, args or {}, token=token, retries=retries)
+
+    def _client(self) -> ControlClient:
+        """The API thread's own DEALER to the tracker (made on first use)."""
         if self._control is None:
             self._control = ControlClient(self.ctx, self.tracker)
-        return self._control.call(op, args or {}, token=token, blob=blob, retries=retries)
+        return self._control
 
     def _current_token(self) -> str | None:
         return self._token
 
-    def _announce_args(self) -> dict[str, Any]:
-        return {
-            "endpoint": self.endpoint,
-            "seed_key": self.seed_key.hex(),
-            "shares": self.library.announce_refs(),
-        }
+    def _announce(self, client: ControlClient, token: str) -> list[str]:
+        """Tell the tracker where we listen and everything we serve; notes on what it refused.
+
+        Runs under the sync lock (see ``_share``): the list sent is the list as it is.
+        """
+        with self._sync:
+            args = {
+                "endpoint": self.endpoint,
+                "seed_key": self.seed_key.hex(),
+                "shares": self.library.announce_refs(),
+            }
+            reply = client.call(P.OP_ANNOUNCE, args, token=token).unwrap()
+            notes = []
+            for item in reply.get("refused", []):
+                r = Refusal.from_wire(item)
+                self.library.remove((r.group, r.file))
+                notes.append(f"not serving [{r.group}] {r.file}: {r.message}")
+            return notes
 
     def _session_lost(self) -> None:
         self._token = None
@@ -152,11 +167,7 @@ class Peer:
         result = self._call(P.OP_LOGIN, {"user": user, "password": password}, auth=False).unwrap()
         notes = self.library.load(os.path.join(self.home, "users", user))
         self.user, self._token = user, result["token"]
-        reply = self._call(P.OP_ANNOUNCE, self._announce_args()).unwrap()
-        for item in reply.get("refused", []):
-            r = Refusal.from_wire(item)
-            self.library.remove((r.group, r.file))
-            notes.append(f"not serving [{r.group}] {r.file}: {r.message}")
+        notes += self._announce(self._client(), result["token"])
         self.presence.nudge()
         return notes
 
@@ -208,13 +219,11 @@ class Peer:
             FileEntry.from_wire(f) for f in self._call(P.OP_LIST_FILES, {"group": group}).unwrap()["files"]
         ]
 
-    def file_info(self, group: str, name: str) -> tuple[FileMeta, bytes]:
-        reply = self._call(P.OP_FILE_INFO, {"group": group, "file": name})
-        meta = FileMeta.from_wire(reply.unwrap())
-        digests = reply.blob or b""
-        if len(digests) != meta.num_pieces * DIGEST_SIZE or meta.group != group or meta.name != name:
-            raise ProtocolError(Code.BAD_FRAME, "tracker sent inconsistent file information")
-        return meta, digests
+    def file_info(self, group: str, name: str) -> FileMeta:
+        meta = FileMeta.from_wire(self._call(P.OP_FILE_INFO, {"group": group, "file": name}).unwrap())
+        if meta.group != group or meta.name != name:
+            raise ProtocolError(Code.BAD_FRAME, "tracker sent information about another file")
+        return meta
 
     def upload_file(self, path: str, group: str, progress: Progress | None = None) -> tuple[FileMeta, bool]:
         """Hash a file into pieces and share it from where it is; True when new to the group."""
@@ -231,7 +240,7 @@ class Peer:
         name = _local_name(os.path.basename(path))
         piece_size = self.piece_size
         try:  # Same name already shared: hash with its piece size so equal content matches.
-            piece_size = self.file_info(group, name)[0].piece_size
+            piece_size = self.file_info(group, name).piece_size
         except RemoteError as exc:
             if exc.code != Code.NO_SUCH_FILE:
                 raise
@@ -240,14 +249,25 @@ class Peer:
         except OSError as exc:
             raise LocalError(Code.IO_ERROR, f"cannot read {path}: {exc.strerror}") from None
         meta = FileMeta(group=group, name=name, size=size, piece_size=piece_size, root=root)
-        new = self._share(self._call, meta, digests)
-        self.library.add_complete(meta, path, digests)
-        return meta, new
+        return meta, self._share(self._call, meta, path, digests)
 
-    @staticmethod
-    def _share(call: Callable[..., Reply], meta: FileMeta, digests: bytes) -> bool:
-        """Tell the tracker we share ``meta``; True when the file is new to its group."""
-        return bool(call(P.OP_SHARE_FILE, meta.share_args(), blob=digests).unwrap()["new"])
+    def _share(self, call: Callable[..., Reply], meta: FileMeta, path: str, digests: bytes) -> bool:
+        """Record a share on our disk, then tell the tracker; True when new to its group.
+
+        Recording first means a full home disk refuses the share before the tracker lists it.
+        Holding the sync lock means an announce of our share list (the presence thread's) goes
+        out either before this share or after it is in the list, never with a list read before
+        it that would wipe it.
+        """
+        known = self.library.get(meta.key)
+        with self._sync:
+            self.library.add_complete(meta, path, digests)
+            try:
+                return bool(call(P.OP_SHARE_FILE, meta.share_args()).unwrap()["new"])
+            except TorrentError:
+                if known is None or not known.complete:
+                    self.library.remove(meta.key)
+                raise
 
     def stop_share(self, group: str, name: str) -> bool:
         """Stop sharing; True when the file left the group (we were its last sharer)."""
@@ -280,14 +300,14 @@ class Peer:
             raise LocalError(Code.BAD_PATH, f"{name!r} would land outside {dest_dir}")
         if os.path.exists(final):
             raise LocalError(Code.BAD_PATH, f"{final} already exists")
-        meta, digests = self.file_info(group, name)
+        meta = self.file_info(group, name)
         d = Download(
             self.ctx,
             self.tracker,
             self._current_token,
             self.library,
             meta,
-            digests,
+            self.library.known_digests(meta),
             dest_dir,
             self.settings,
             events=self.events,
@@ -308,18 +328,12 @@ class Peer:
         Returns a note for the user when the file could not be shared (it is downloaded all
         the same). The tracker call uses a client of this thread's own, closed here.
         """
-        try:
-            self.library.add_complete(d.meta, d.final, d.digests)
-        except OSError as exc:
-            return f"downloaded, but not shared: cannot record it in {self.home}: {exc.strerror or exc}"
         token = self._token
         if not token:
             return "downloaded, but not shared: logged out meanwhile"
         client = ControlClient(self.ctx, self.tracker)
         try:
-            self._share(
-                lambda op, args, blob: client.call(op, args, token=token, blob=blob), d.meta, d.digests
-            )
+            self._share(lambda op, args: client.call(op, args, token=token), d.meta, d.final, d.digests)
         except TorrentError as exc:
             return f"downloaded, but not shared: {exc.message}"
         finally:

@@ -30,8 +30,10 @@ from messages.bitfield import Bitfield
 from messages.errors import Code, LocalError, ProtocolError, TorrentError
 from messages.events import EVENT_INTERVAL, DownloadState, ProgressEvent
 from messages.pipeline import READY, Assignment, Outcome, Result
-from messages.records import FileMeta, Grant, Holder
+from messages.protocol import DIGEST_SIZE
+from messages.records import FileMeta, Holder
 
+from .digests import DigestFetch
 from .fetcher import Fetcher
 from .hashing import root_hash
 from .library import Library
@@ -42,6 +44,7 @@ from .schedule import Schedule
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 WORKER_START = 5.0  # seconds for the workers to report READY
+DIGEST_TIMEOUT = 3.0  # seconds a holder has to send the piece digests
 
 
 @dataclass(slots=True)
@@ -72,7 +75,7 @@ class Download:
         token: Callable[[], str | None],
         library: Library,
         meta: FileMeta,
-        digests: bytes,
+        digests: bytes | None,
         dest_dir: str,
         settings: Settings,
         *,
@@ -82,18 +85,19 @@ class Download:
         on_end: Callable[[Download], None] | None = None,
     ) -> None:
         self.ctx, self.tracker, self.token = ctx, tracker, token
-        self.library, self.meta, self.digests = library, meta, digests
+        self.library, self.meta = library, meta
+        self.digests = digests or b""  # fetched from a holder first when not known
         self.settings, self.events, self.peer_name = settings, events, peer_name
         self.on_complete, self.on_end = on_complete, on_end
-        self.part = PartFile(dest_dir, meta, digests)
+        self.part = PartFile(dest_dir, meta)
         self.final = self.part.final
         self.key = meta.key
         self.picker = Picker(Bitfield(meta.num_pieces), max_per_holder=settings.max_per_holder)
         self.started = time.monotonic()
         self.schedule = Schedule(settings.piece_timeout, self.started)
         self._tally = _Tally()
-        self._users: dict[str, str] = {}  # holder id (endpoint) -> user
-        self._grants: dict[str, Grant] = {}
+        self._holders: dict[str, Holder] = {}  # by holder id (its endpoint), from the last list
+        self._names: dict[str, str] = {}  # holder id -> user, for every holder ever listed
         self._workers: list[Fetcher] = []
         self._pub: zmq.Socket | None = None
         self._last_event = 0.0
@@ -139,8 +143,10 @@ class Download:
             self._end(link)
 
     def _download(self, link: AsyncControl) -> None:
-        have = self.part.open()
-        self.picker = Picker(have, max_per_holder=self.settings.max_per_holder)
+        if len(self.digests) != self.meta.num_pieces * DIGEST_SIZE:
+            self.digests = self._digests_from_holders(link)
+        have = self.part.open(self.digests)
+        self.picker.start_with(have)
         self._tally.reused = len(have)
         self.library.add_partial(self.meta, self.part.path, self.digests, have)
         if not have.complete:
@@ -151,6 +157,29 @@ class Download:
         if self.on_complete is not None:
             note = self.on_complete(self)
             self._tally.note = "; ".join(n for n in (self._tally.note, note) if n)
+
+    def _digests_from_holders(self, link: AsyncControl) -> bytes:
+        """Ask listed holders for digests that match the root; wait for holders if none."""
+        if self.meta.num_pieces == 0:
+            return b""
+        fetch = DigestFetch(self.ctx, self.meta, min(self.settings.piece_timeout, DIGEST_TIMEOUT))
+        try:
+            while True:
+                self._check_cancel()
+                now = time.monotonic()
+                self._talk_to_tracker(link, now)
+                fetch.offer(list(self._holders.values()), now)
+                digests = fetch.poll(50)
+                if digests is not None:
+                    return digests
+                if self.schedule.starving(now, in_flight=len(fetch.asking), unavailable=1) is not None:
+                    raise fetch.error()
+        finally:
+            fetch.close()
+
+    def _check_cancel(self) -> None:
+        if self._cancel.is_set():
+            raise LocalError(Code.DOWNLOAD_FAILED, "cancelled; partial file kept for a resume")
 
     def _fetch(self, link: AsyncControl) -> None:
         tag = f"inproc://download-{next(_ids)}"
@@ -182,8 +211,7 @@ class Download:
 
     def _loop(self, link: AsyncControl, vent: zmq.Socket, sink: zmq.Socket) -> None:
         while not self.picker.complete:
-            if self._cancel.is_set():
-                raise LocalError(Code.DOWNLOAD_FAILED, "cancelled; partial file kept for a resume")
+            self._check_cancel()
             now = time.monotonic()
             self._talk_to_tracker(link, now)
             self._ventilate(vent, now)
@@ -215,7 +243,7 @@ class Download:
     def _ventilate(self, vent: zmq.Socket, now: float) -> None:
         while (choice := self.picker.assign(now)) is not None:
             piece, hid = choice
-            a = Assignment(piece, hid, self._grants[hid], self.settings.piece_timeout)
+            a = Assignment(piece, hid, self._holders[hid].grant, self.settings.piece_timeout)
             try:
                 vent.send_multipart(a.encode(), zmq.NOBLOCK)
             except zmq.Again:  # no worker takes work: give the piece back
@@ -254,9 +282,12 @@ class Download:
     # --- results and holders ----------------------------------------------------------------
     def _on_result(self, r: Result) -> None:
         self.schedule.settled(r.piece, r.holder)
-        user = self._users.get(r.holder, r.holder)
+        user = self._user(r.holder)
         if r.outcome is Outcome.LOCAL:
             raise LocalError(Code(r.code), f"cannot write {self.part.path}: {r.message}; partial file kept")
+        if r.outcome is Outcome.FAILED and r.code == Code.BUSY:
+            self.picker.busy(r.piece, r.holder, time.monotonic())
+            return
         if r.outcome is not Outcome.OK:
             log.info("piece %d from %s failed: %s %s", r.piece, user, r.code, r.message)
             self.picker.failed(r.piece, r.holder, time.monotonic(), ban=r.outcome is Outcome.BAD_DATA)
@@ -279,15 +310,20 @@ class Download:
                 log.warning("ignoring malformed holder: %s", exc)
                 continue
             seen.add(h.endpoint)
-            self._users[h.endpoint], self._grants[h.endpoint] = h.user, h.grant
+            self._holders[h.endpoint] = h
+            self._names[h.endpoint] = h.user
             self.picker.update_holder(h.endpoint, have)
         for hid in [hid for hid in self.picker.holders if hid not in seen]:
             self.picker.remove_holder(hid)
             self.schedule.forget_holder(hid)
+            self._holders.pop(hid, None)
+
+    def _user(self, hid: str) -> str:
+        return self._names.get(hid, hid)
 
     def _unavailable_message(self, missing: list[int]) -> str:
         shown = ", ".join(map(str, missing[:8])) + (" ..." if len(missing) > 8 else "")
-        banned = sorted(self._users.get(h, h) for h in self.picker.banned)
+        banned = sorted(self._user(h) for h in self.picker.banned)
         why = f"; dropped for bad data: {', '.join(banned)}" if banned else ""
         return (
             f"no online peer holds {len(missing)} of {self.meta.num_pieces} pieces ({shown}){why}; "

@@ -18,11 +18,11 @@ import time
 
 import zmq
 
-from broker.sockets import configure_dealer
+from broker.sockets import configure_dealer, piece_limits, recv_bounded
 from messages.errors import Code, ProtocolError
 from messages.pieces import PieceReply, PieceRequest
 from messages.pipeline import READY, Assignment, Result
-from messages.protocol import PIECE_MAX_MSG
+from messages.protocol import PIECE_FRAMES
 from messages.records import FileMeta
 
 from .hashing import digest_at
@@ -101,7 +101,7 @@ class Fetcher(threading.Thread):
         if sock is None:
             sock = self.ctx.socket(zmq.DEALER)
             try:
-                configure_dealer(sock, max_msg=PIECE_MAX_MSG)
+                configure_dealer(sock, piece_limits(self.meta.piece_size))
                 sock.connect(a.holder)
             except zmq.ZMQError:
                 sock.close(linger=0)
@@ -117,7 +117,7 @@ class Fetcher(threading.Thread):
     def _drain(self, endpoint: str, sock: zmq.Socket, push: zmq.Socket) -> None:
         while True:
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = recv_bounded(sock, PIECE_FRAMES, zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             try:

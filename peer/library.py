@@ -2,9 +2,10 @@
 
 The seeder reads it for every piece request and downloads write to it as pieces land, so it is
 guarded by a lock (it holds no sockets) and hands out frozen snapshots (``Share``), never the
-entries it mutates. Complete shares are saved per user in the peer's home (temp file, fsync,
-rename), so logging in again brings them back; a file whose size or mtime changed since it was
-shared is not served again.
+entries it mutates. Complete shares are recorded per user in the peer's home (``ShareStore``,
+one row each), so logging in again brings them back; a file whose size or mtime changed since
+it was shared is not served again. A share is recorded on disk before it is served, so a full
+home disk refuses the share with a clear error instead of losing it later.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import os
 import threading
 from dataclasses import dataclass
 
-import orjson
-
 from messages.bitfield import Bitfield
-from messages.errors import ProtocolError
+from messages.errors import Code, LocalError
 from messages.records import FileMeta
+
+from .sharestore import Saved, ShareStore, local_error
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (group, file)
@@ -37,7 +38,7 @@ class Share:
 
 
 @dataclass(slots=True)
-class Served:
+class _Entry:
     meta: FileMeta
     path: str
     digests: bytes
@@ -45,158 +46,126 @@ class Served:
     size_on_disk: int = 0
     mtime_ns: int = 0
 
-    def stamp(self) -> None:
-        st = os.stat(self.path)
-        self.size_on_disk, self.mtime_ns = st.st_size, st.st_mtime_ns
-
     def snapshot(self) -> Share:
         return Share(self.meta, self.path, self.digests, self.have is None, self.size_on_disk, self.mtime_ns)
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class Library:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: dict[Key, Served] = {}
-        self._folder: str | None = None
+        self._items: dict[Key, _Entry] = {}
+        self._store: ShareStore | None = None
 
-    # --- persistence ----------------------------------------------------------------------
+    # --- a user's saved shares ------------------------------------------------------------
     def load(self, folder: str) -> list[str]:
         """Load a user's saved shares; returns a note for each one no longer served."""
-        os.makedirs(os.path.join(folder, "digests"), exist_ok=True)
+        store = ShareStore(folder)
         notes: list[str] = []
-        items: dict[Key, Served] = {}
-        path = os.path.join(folder, "shares.json")
-        try:
-            with open(path, "rb") as f:
-                saved = orjson.loads(f.read())
-        except FileNotFoundError:
-            saved = []
-        except (OSError, orjson.JSONDecodeError) as exc:
-            notes.append(f"share list {path} unreadable ({exc}); upload files again")
-            saved = []
-        if not isinstance(saved, list):
-            notes.append(f"share list {path} is not a list; upload files again")
-            saved = []
-        for entry in saved:
+        items: dict[Key, _Entry] = {}
+        for saved in store.all():
+            meta = saved.meta
             try:
-                meta = FileMeta.from_wire(entry["meta"])
-                with open(self._digest_path(folder, meta), "rb") as f:
-                    digests = f.read()
-                st = os.stat(entry["path"])
-            except (OSError, KeyError, TypeError, ValueError, AttributeError, ProtocolError) as exc:
-                where = entry.get("path", "?") if isinstance(entry, dict) else "?"
-                notes.append(f"not serving {where}: {exc}")
+                st = os.stat(saved.path)
+            except OSError as exc:
+                notes.append(f"not serving [{meta.group}] {meta.name}: {saved.path}: {exc.strerror}")
                 continue
-            if (st.st_size, st.st_mtime_ns) != (entry["size"], entry["mtime_ns"]) or st.st_size != meta.size:
+            if (st.st_size, st.st_mtime_ns) != (
+                saved.size_on_disk,
+                saved.mtime_ns,
+            ) or st.st_size != meta.size:
                 notes.append(
-                    f"not serving [{meta.group}] {meta.name}: {entry['path']} changed since it was shared"
+                    f"not serving [{meta.group}] {meta.name}: {saved.path} changed since it was shared"
                 )
                 continue
-            served = Served(meta, entry["path"], digests, None, st.st_size, st.st_mtime_ns)
-            items[(meta.group, meta.name)] = served
+            items[meta.key] = _Entry(meta, saved.path, saved.digests, None, st.st_size, st.st_mtime_ns)
         with self._lock:
-            self._folder = folder
-            self._items = items
+            self._store, self._items = store, items
         return notes
 
     def unload(self) -> None:
         with self._lock:
             self._items = {}
-            self._folder = None
-
-    def _save_locked(self) -> None:
-        if self._folder is None:
-            return
-        entries = []
-        for s in self._items.values():
-            if s.have is None:
-                entries.append(
-                    {"meta": s.meta.to_wire(), "path": s.path, "size": s.size_on_disk, "mtime_ns": s.mtime_ns}
-                )
-                dpath = self._digest_path(self._folder, s.meta)
-                if not os.path.exists(dpath):
-                    atomic_write(dpath, s.digests)
-        atomic_write(
-            os.path.join(self._folder, "shares.json"), orjson.dumps(entries, option=orjson.OPT_INDENT_2)
-        )
-
-    @staticmethod
-    def _digest_path(folder: str, meta: FileMeta) -> str:
-        return os.path.join(folder, "digests", f"{meta.root}-{meta.piece_size}.bin")
+            if self._store is not None:
+                self._store.close()
+            self._store = None
 
     # --- changes --------------------------------------------------------------------------
     def add_complete(self, meta: FileMeta, path: str, digests: bytes) -> None:
-        served = Served(meta, os.path.abspath(path), digests, None)
-        served.stamp()
+        """Serve a whole file from ``path``: recorded on disk first (LocalError if it cannot be)."""
+        path = os.path.abspath(path)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise local_error(exc, f"cannot read {path}") from None
+        entry = _Entry(meta, path, digests, None, st.st_size, st.st_mtime_ns)
         with self._lock:
-            self._items[(meta.group, meta.name)] = served
-            self._save_locked()
+            if self._store is None:
+                raise LocalError(Code.NOT_LOGGED_IN, "log in first")
+            self._store.put(Saved(meta, path, st.st_size, st.st_mtime_ns, digests))
+            self._items[meta.key] = entry
 
     def add_partial(self, meta: FileMeta, path: str, digests: bytes, have: Bitfield) -> None:
         with self._lock:
-            self._items[(meta.group, meta.name)] = Served(meta, os.path.abspath(path), digests, have.copy())
+            self._items[meta.key] = _Entry(meta, os.path.abspath(path), digests, have.copy())
 
     def mark(self, key: Key, piece: int) -> None:
         with self._lock:
-            served = self._items.get(key)
-            if served is not None and served.have is not None:
-                served.have.add(piece)
+            entry = self._items.get(key)
+            if entry is not None and entry.have is not None:
+                entry.have.add(piece)
 
     def remove(self, key: Key) -> Share | None:
+        """Stop serving ``key``; a complete share is also forgotten on disk."""
         with self._lock:
-            served = self._items.pop(key, None)
-            if served is not None and served.have is None:
-                self._save_locked()
-            return served.snapshot() if served is not None else None
+            entry = self._items.pop(key, None)
+            if entry is not None and entry.have is None and self._store is not None:
+                self._store.delete(key)
+            return entry.snapshot() if entry is not None else None
 
     def remove_group(self, group: str) -> None:
         with self._lock:
             for key in [k for k in self._items if k[0] == group]:
                 del self._items[key]
-            self._save_locked()
+            if self._store is not None:
+                self._store.delete_group(group)
 
     # --- reads ----------------------------------------------------------------------------
     def get(self, key: Key) -> Share | None:
         with self._lock:
-            served = self._items.get(key)
-            return served.snapshot() if served is not None else None
+            entry = self._items.get(key)
+            return entry.snapshot() if entry is not None else None
 
     def has(self, key: Key, piece: int) -> bool:
         """Whether we can serve ``piece`` of ``key`` now (complete, or that piece is in)."""
         with self._lock:
-            served = self._items.get(key)
-            if served is None or not 0 <= piece < served.meta.num_pieces:
+            entry = self._items.get(key)
+            if entry is None or not 0 <= piece < entry.meta.num_pieces:
                 return False
-            return served.have is None or piece in served.have
+            return entry.have is None or piece in entry.have
+
+    def known_digests(self, meta: FileMeta) -> bytes | None:
+        """Digests we already have for this content (we share it, perhaps in another group)."""
+        with self._lock:
+            for entry in self._items.values():
+                if (entry.meta.root, entry.meta.piece_size) == (meta.root, meta.piece_size):
+                    return entry.digests
+            return self._store.digests_of(meta.root, meta.piece_size) if self._store is not None else None
 
     def announce_refs(self) -> list[dict[str, str]]:
         """What we serve, in the form the announce operation takes."""
         with self._lock:
             refs = []
-            for (group, name), s in self._items.items():
+            for (group, name), entry in self._items.items():
                 ref = {"group": group, "file": name}
-                if s.have is not None:
-                    ref["have"] = s.have.encode()
+                if entry.have is not None:
+                    ref["have"] = entry.have.encode()
                 refs.append(ref)
             return refs
 
     def paths(self) -> set[str]:
         with self._lock:
-            return {s.path for s in self._items.values()}
-
-    def complete_keys(self) -> list[Key]:
-        with self._lock:
-            return [k for k, s in self._items.items() if s.have is None]
+            return {entry.path for entry in self._items.values()}
 
     def shares(self) -> list[Share]:
         with self._lock:
-            return [s.snapshot() for s in self._items.values()]
+            return [entry.snapshot() for entry in self._items.values()]

@@ -1,5 +1,11 @@
 """The partial file a download writes into, and its turn into the finished file.
 
+Partial files live in a hidden folder of the destination, ``<dest>/.torrent-partial/<name>``,
+under the file's own name: no suffix can make a long name too long, and no finished file in the
+destination (say one called ``a.bin.part``) can be mistaken for the partial of another. Every
+open and link is relative to descriptors of the two folders and never follows a symbolic link,
+so a link planted where the partial file goes cannot redirect our writes outside the folder.
+
 Opening re-hashes whatever an earlier run left (nothing on disk is trusted), so a resumed
 download fetches only the pieces that are missing or damaged. Pieces are written with pwrite at
 their offset, by any thread; finishing fsyncs and then links the file to its final name, which
@@ -10,12 +16,15 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 from messages.bitfield import Bitfield
 from messages.errors import Code, LocalError
 from messages.records import FileMeta
 
 from .hashing import verify_existing
+
+PARTIAL_DIR = ".torrent-partial"
 
 
 def write_all(fd: int, data: memoryview, offset: int) -> None:
@@ -28,25 +37,47 @@ def write_all(fd: int, data: memoryview, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
-def partial_path(final: str) -> str:
-    return final + ".part"
+def partial_path(dest_dir: str, name: str) -> str:
+    return os.path.join(dest_dir, PARTIAL_DIR, name)
+
+
+def _open_nofollow(name: str, flags: int, dir_fd: int, where: str) -> int:
+    try:
+        return os.open(name, flags | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LocalError(
+                Code.BAD_PATH, f"{where} is a symbolic link; refusing to write through it"
+            ) from None
+        if exc.errno == errno.ENOTDIR:
+            raise LocalError(Code.BAD_PATH, f"{where} is in the way (not a folder)") from None
+        raise
 
 
 class PartFile:
-    def __init__(self, dest_dir: str, meta: FileMeta, digests: bytes) -> None:
+    def __init__(self, dest_dir: str, meta: FileMeta) -> None:
         self.meta = meta
-        self.digests = digests
+        self.dest_dir = dest_dir
         self.final = os.path.join(dest_dir, meta.name)
-        self.path = partial_path(self.final)
-        self.fd = -1
+        self.path = partial_path(dest_dir, meta.name)
+        self.fd = self._dest = self._dir = -1
         self.have = Bitfield(meta.num_pieces)
 
-    def open(self) -> Bitfield:
+    def open(self, digests: bytes) -> Bitfield:
         """Create or reopen the partial file; the pieces it already holds, verified."""
-        os.makedirs(os.path.dirname(self.final) or ".", exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        os.makedirs(self.dest_dir, exist_ok=True)
+        self._dest = os.open(self.dest_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.mkdir(PARTIAL_DIR, 0o700, dir_fd=self._dest)
+        except FileExistsError:
+            pass
+        folder = os.path.join(self.dest_dir, PARTIAL_DIR)
+        self._dir = _open_nofollow(PARTIAL_DIR, os.O_RDONLY | os.O_DIRECTORY, self._dest, folder)
+        self.fd = _open_nofollow(self.meta.name, os.O_RDWR | os.O_CREAT, self._dir, self.path)
+        if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+            raise LocalError(Code.BAD_PATH, f"{self.path} is not a regular file")
         if os.fstat(self.fd).st_size:
-            self.have = verify_existing(self.fd, self.meta.size, self.meta.piece_size, self.digests)
+            self.have = verify_existing(self.fd, self.meta.size, self.meta.piece_size, digests)
         os.ftruncate(self.fd, self.meta.size)
         return self.have
 
@@ -56,20 +87,31 @@ class PartFile:
     def finish(self) -> None:
         """Make the written file durable and give it its final name."""
         os.fsync(self.fd)
+        name = self.meta.name
         try:  # link + unlink: never replaces a file that appeared at the destination meanwhile
-            os.link(self.path, self.final)
+            os.link(name, name, src_dir_fd=self._dir, dst_dir_fd=self._dest, follow_symlinks=False)
         except FileExistsError:
             raise LocalError(
                 Code.BAD_PATH, f"{self.final} appeared meanwhile; the download is in {self.path}"
             ) from None
-        except OSError:  # a file system without hard links: check, then rename
-            if os.path.exists(self.final):
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV):
+                raise
+            # A file system without hard links: check, then rename.
+            if os.path.lexists(self.final):
                 raise LocalError(Code.BAD_PATH, f"{self.final} appeared meanwhile") from None
-            os.rename(self.path, self.final)
+            os.rename(name, name, src_dir_fd=self._dir, dst_dir_fd=self._dest)
         else:
-            os.unlink(self.path)
+            os.unlink(name, dir_fd=self._dir)
+        os.fsync(self._dest)  # the new name is durable too
+        try:
+            os.rmdir(PARTIAL_DIR, dir_fd=self._dest)  # only if no other download uses it
+        except OSError:
+            pass
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        for attr in ("fd", "_dir", "_dest"):
+            fd = getattr(self, attr)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, attr, -1)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 from messages.bitfield import Bitfield
 
+BUSY_BACKOFF = 0.25  # seconds a busy holder is left alone
+
 
 @dataclass(slots=True)
 class HolderState:
@@ -55,6 +57,14 @@ class Picker:
         self.in_flight: dict[int, set[str]] = {}  # piece -> holders asked for it
         self._counts: list[int] = [0] * self.num_pieces  # usable holders of each piece
         self._heap: list[tuple[int, float, int]] = []
+        self._dirty = True
+
+    def start_with(self, have: Bitfield) -> None:
+        """Begin from the pieces already on disk (found when the partial file was opened)."""
+        self.have = have.copy()
+        self.in_flight.clear()
+        for h in self.holders.values():
+            h.load, h.flight = 0, set()
         self._dirty = True
 
     # --- holders --------------------------------------------------------------------------
@@ -175,6 +185,13 @@ class Picker:
         elif now >= h.backoff_until:  # one burst (every request on a dead link) counts once
             h.failures += 1
             h.backoff_until = now + min(self.max_backoff, 0.25 * 2**h.failures)
+
+    def busy(self, piece: int, hid: str, now: float) -> None:
+        """The holder is at capacity: the piece goes elsewhere, the holder rests briefly, no blame."""
+        self._unflight(piece, hid)
+        h = self.holders.get(hid)
+        if h is not None:
+            h.backoff_until = max(h.backoff_until, now + BUSY_BACKOFF)
 
     def release(self, piece: int, hid: str) -> None:
         """An assignment that never reached a worker: back to the pool, no blame on the holder."""

@@ -1,9 +1,11 @@
 """The seeder's logic: a piece request's frames in, the reply's frames out, no socket.
 
 It checks, in order: the message is well formed, the grant was signed for this file with our
-key and is current, we serve the file and hold the piece, and the file on disk has not changed
-since it was shared (size and mtime, one fstat). Only then does it pread the piece, which goes
-out as a raw frame without being copied again.
+key and is current, we serve the file and hold the piece, the requester's share of the send
+budget has room, and the file on disk has not changed since it was shared (size and mtime, one
+fstat). Only then does it pread the piece, which goes out as a raw frame without being copied
+again; the frame's tracker gives its bytes back to the budget once ZeroMQ is done with them.
+Partial files (our own downloads) are opened without following symlinks.
 """
 
 from __future__ import annotations
@@ -12,19 +14,32 @@ import logging
 import os
 from typing import Any
 
+import zmq
+
 from messages.errors import Code, Refused, TorrentError
 from messages.grants import check_grant
 from messages.pieces import PieceReply, PieceRequest
+from messages.protocol import DIGEST_SIZE, DIGESTS_PER_PAGE, OP_GET_DIGESTS
 
+from .budget import SendBudget
 from .library import Library, Share
 
 log = logging.getLogger(__name__)
 
 
+def digest_page(digests: bytes, count: int, page: int) -> bytes:
+    """One page of a file's piece digests (the last page may be short)."""
+    first = page * DIGESTS_PER_PAGE
+    if first >= max(count, 1):
+        raise Refused(Code.NO_SUCH_PIECE, f"no digest page {page}")
+    return digests[first * DIGEST_SIZE : min(count, first + DIGESTS_PER_PAGE) * DIGEST_SIZE]
+
+
 class PieceServer:
-    def __init__(self, library: Library, seed_key: bytes) -> None:
+    def __init__(self, library: Library, seed_key: bytes, budget: SendBudget | None = None) -> None:
         self.library = library
         self.seed_key = seed_key
+        self.budget = budget or SendBudget()
         self._fds: dict[str, int] = {}
 
     def answer(self, frames: list[Any]) -> list[Any]:
@@ -36,9 +51,13 @@ class PieceServer:
             share = self.library.get((req.group, req.file))
             if share is None:
                 raise Refused(Code.NOT_SHARING, f"not sharing {req.file!r} in {req.group!r}")
-            if not self.library.has(share.meta.key, req.piece):
+            payload: bytes | zmq.Frame
+            if req.op == OP_GET_DIGESTS:
+                payload = digest_page(share.digests, share.meta.num_pieces, req.piece)
+            elif not self.library.has(share.meta.key, req.piece):
                 raise Refused(Code.NO_SUCH_PIECE, f"piece {req.piece} of {req.file!r} is not here (yet)")
-            payload = self._read(share, req.piece)
+            else:
+                payload = self._piece(share, req.piece, req.grant.user)
         except TorrentError as exc:
             return PieceReply.failure(req_id, piece, exc).encode()
         except Exception:  # a bug must cost one request, never the seeder
@@ -48,10 +67,19 @@ class PieceServer:
             ).encode()
         return PieceReply(req_id, piece, payload).encode()
 
+    def _piece(self, share: Share, piece: int, requester: str) -> zmq.Frame:
+        nbytes = share.meta.piece_len(piece)
+        if not self.budget.admit(requester, nbytes):
+            raise Refused(Code.BUSY, "this holder is busy; ask another one or try again shortly")
+        frame = zmq.Frame(self._read(share, piece), track=True)
+        tracker = frame.tracker
+        self.budget.spent(requester, nbytes, lambda: tracker.done)
+        return frame
+
     def _read(self, share: Share, piece: int) -> bytes:
         meta = share.meta
         try:
-            fd = self._fd(share.path)
+            fd = self._fd(share.path, nofollow=not share.complete)
             if share.complete and not self._unchanged(fd, share):
                 # Our cached descriptor may be an old inode (file replaced and shared again).
                 self._drop_fd(share.path)
@@ -72,10 +100,10 @@ class PieceServer:
         st = os.fstat(fd)
         return (st.st_size, st.st_mtime_ns) == (share.size_on_disk, share.mtime_ns)
 
-    def _fd(self, path: str) -> int:
+    def _fd(self, path: str, *, nofollow: bool = False) -> int:
         fd = self._fds.get(path)
         if fd is None:
-            fd = self._fds[path] = os.open(path, os.O_RDONLY)
+            fd = self._fds[path] = os.open(path, os.O_RDONLY | (os.O_NOFOLLOW if nofollow else 0))
         return fd
 
     def _drop_fd(self, path: str) -> None:

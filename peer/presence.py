@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import zmq
 
@@ -29,7 +28,7 @@ class PresenceKeeper(ServiceThread):
         ctx: zmq.Context,
         tracker: str,
         token: Callable[[], str | None],
-        announce_args: Callable[[], dict[str, Any]],
+        announce: Callable[[ControlClient, str], list[str]],
         on_session_lost: Callable[[], None],
         interval: float = P.HEARTBEAT_INTERVAL,
     ) -> None:
@@ -37,7 +36,7 @@ class PresenceKeeper(ServiceThread):
         self.ctx = ctx
         self.tracker = tracker
         self.token = token
-        self.announce_args = announce_args
+        self.announce = announce
         self.on_session_lost = on_session_lost
         self.interval = interval
         self.epoch: str | None = None
@@ -75,7 +74,8 @@ class PresenceKeeper(ServiceThread):
         beat = Heartbeat.from_wire(client.call(P.OP_HEARTBEAT, token=token).unwrap())
         if beat.online and beat.epoch == self.epoch:
             return
-        client.call(P.OP_ANNOUNCE, self.announce_args(), token=token).unwrap()
+        for note in self.announce(client, token):
+            log.warning("%s", note)
         if beat.epoch != self.epoch and self.epoch is not None:
             log.info("tracker restarted (epoch %s); announced again", beat.epoch)
         self.epoch = beat.epoch

@@ -1,7 +1,8 @@
 """The seeder: a ROUTER in its own thread around the sans-I/O PieceServer.
 
-A small send queue per downloader: honest ones keep a few pieces in flight (credit); one that
-asks for more gets its excess dropped instead of growing our memory.
+Memory for queued pieces is bounded by the server's send budget (one for all requesters); the
+ROUTER's small send queue per connection and ZMTP heartbeats (a connection that stops reading
+stops answering pings and is dropped, freeing what it held) do the rest.
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ from typing import Any
 import zmq
 
 from broker.service import Message, RouterService
+from broker.sockets import LIMITS
 from broker.thread import ServiceThread
-from messages.protocol import SEEDER_MAX_MSG
 
 from .library import Library
 from .pieceserver import PieceServer
-
-SEND_QUEUE_PIECES = 32
 
 
 class RateLimit:
@@ -53,9 +52,8 @@ class Seeder(ServiceThread):
             ctx,
             listen,
             self._answer_batch,
-            max_msg=SEEDER_MAX_MSG,
+            LIMITS["seeder"],
             copy=False,
-            hwm=SEND_QUEUE_PIECES,
             before_send=self._pace if self.limit else None,
         )
         self.endpoint = self.service.endpoint

@@ -34,7 +34,7 @@ import orjson
 import zmq
 
 from broker.client import ControlClient
-from broker.sockets import dealer
+from broker.sockets import LIMITS, dealer
 from launch.processes import Process, TrackerProcess, report
 from messages import protocol as P
 from messages.control import Reply, Request
@@ -265,7 +265,7 @@ def _setup(ctx: zmq.Context, endpoint: str, clients: int) -> _Setup:
     blob = b"".join(hashlib.sha256(i.to_bytes(8, "big")).digest() for i in range(PIECES))
     share = {"group": GROUP, "file": FILE, "size": PIECES * PIECE_SIZE, "piece_size": PIECE_SIZE}
     share["root"] = hashlib.sha256(blob).hexdigest()
-    admin.call(P.OP_SHARE_FILE, share, token=admin_token, blob=blob).unwrap()
+    admin.call(P.OP_SHARE_FILE, share, token=admin_token).unwrap()
     if _holders_count(s) != 1:
         raise RuntimeError("setup: holders does not list the sharer")
     return s
@@ -297,7 +297,7 @@ def _pipeline_create(
 ) -> None:
     """Create many groups fast: a window of requests in flight on one socket (the tracker batches
     them into few commits); the window keeps replies below the queue limit the ROUTER drops at."""
-    sock = dealer(ctx, endpoint, max_msg=P.TRACKER_MAX_MSG)
+    sock = dealer(ctx, endpoint, LIMITS["control"])
     try:
         sent = done = 0
         while done < len(names):
@@ -393,7 +393,7 @@ class _Client:
     def __init__(
         self, ctx: zmq.Context, endpoint: str, label: str, index: int, user: str, token: str
     ) -> None:
-        self.sock = dealer(ctx, endpoint, max_msg=P.TRACKER_MAX_MSG)
+        self.sock = dealer(ctx, endpoint, LIMITS["control"])
         self.cid = f"{label}-{index}"  # ids restart per phase; the tracker's reply cache keys on (cid, id)
         self.index = index
         self.user = user

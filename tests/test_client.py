@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from broker.client import AsyncControl, ControlClient
-from broker.sockets import bound_endpoint, new_context, router, term_context
+from broker.sockets import LIMITS, bound_endpoint, new_context, router, term_context
 from messages import protocol as P
 from messages.control import Reply, Request
 from messages.errors import Code, LocalError
@@ -22,7 +22,7 @@ class ScriptedTracker:
     """A ROUTER that answers each request as the test's script says (possibly not at all)."""
 
     def __init__(self, ctx: zmq.Context, script: Script) -> None:
-        self.sock = router(ctx, "tcp://127.0.0.1:0", max_msg=P.TRACKER_MAX_MSG)
+        self.sock = router(ctx, "tcp://127.0.0.1:0", LIMITS["tracker"])
         self.endpoint = bound_endpoint(self.sock)
         self.script = script
         self.seen: list[Request] = []

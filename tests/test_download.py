@@ -120,7 +120,7 @@ def test_only_holder_of_some_pieces_gone(swarm: Swarm) -> None:
     seed.kill()
     err = d.wait_for(r"error: download of \[g\] half.bin failed", timeout=60).string
     assert "no online peer holds" in err and "partial file kept" in err
-    assert os.path.getsize(f"{swarm.tmp}/out/half.bin.part") == 64 * PIECE
+    assert os.path.getsize(f"{swarm.tmp}/out/.torrent-partial/half.bin") == 64 * PIECE
     assert not os.path.exists(f"{swarm.tmp}/out/half.bin")
     assert d.run("show_downloads").lines[0].startswith("[F] [g] half.bin")
 
@@ -133,7 +133,7 @@ def test_downloader_killed_then_resumes_missing_pieces_only(swarm: Swarm) -> Non
     d.ok(f"download_file g resume.bin {swarm.tmp}/out")
     wait_until(lambda: d.progress("resume.bin") >= 0.3, what="download under way")
     d.kill()
-    part = f"{swarm.tmp}/out/resume.bin.part"
+    part = f"{swarm.tmp}/out/.torrent-partial/resume.bin"
     assert os.path.exists(part)
     with open(part, "r+b") as f:  # damage one piece that was written: it must be fetched again
         f.write(b"garbage")
@@ -203,7 +203,7 @@ def test_a_member_announcing_an_unreachable_endpoint_does_not_stall_others(swarm
         c.call(
             "announce", {"endpoint": "tcp://127.0.0.1:9", "seed_key": "00" * 32, "shares": []}, token=token
         ).unwrap()
-        c.call("share_file", args, token=token, blob=info.blob).unwrap()
+        c.call("share_file", args, token=token).unwrap()
         c.call("heartbeat", {}, token=token).unwrap()
         bob.ok(f"download_file g f.bin {swarm.tmp}/out")
         line = bob.wait_for(r"download complete: \[g\] f.bin", timeout=60).string

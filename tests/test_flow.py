@@ -80,7 +80,7 @@ def test_share_download_and_stop(swarm: Swarm) -> None:
     bob.ok(f"download_file g report.pdf {out}")
     bob.wait_for(r"download complete: \[g\] report.pdf")
     assert read(os.path.join(out, "report.pdf")) == data
-    assert not os.path.exists(os.path.join(out, "report.pdf.part"))
+    assert not os.path.exists(os.path.join(out, ".torrent-partial", "report.pdf"))
     assert bob.ok("show_downloads").lines == ["[C] [g] report.pdf"]
     # The downloaded copy is served at once: the file now has two online holders.
     assert alice.ok("list_files g").lines[0].endswith("2 online")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +28,6 @@ from messages.schema import validate_args
 
 TAG = P.CONTROL_TAG
 HEX64 = "ab" * 32
-DIGESTS = hashlib.sha256(b"piece").digest() * 2
 
 
 def share_args(**over: Any) -> dict[str, Any]:
@@ -60,7 +58,7 @@ def expect_code(code: Code, kind: type[TorrentError] = ProtocolError) -> Iterato
 # --- control requests: round trips ----------------------------------------------------------
 
 
-def test_request_round_trip_without_blob() -> None:
+def test_request_round_trip() -> None:
     req = Request(id=42, op=P.OP_LOGIN, args={"user": "alice", "password": "s3cret"}, cid="client-1")
     frames = req.encode()
     assert len(frames) == 2
@@ -68,24 +66,14 @@ def test_request_round_trip_without_blob() -> None:
     out = Request.decode(frames)
     assert out == req
     assert out.token is None
-    assert out.blob is None
 
 
-def test_request_round_trip_with_blob_and_token() -> None:
-    req = Request(
-        id=(1 << 53) - 1,
-        op=P.OP_SHARE_FILE,
-        args=share_args(),
-        cid="c",
-        token="tok-123",
-        blob=DIGESTS,
-    )
+def test_request_round_trip_with_token_and_largest_id() -> None:
+    req = Request(id=(1 << 53) - 1, op=P.OP_SHARE_FILE, args=share_args(), cid="c", token="tok-123")
     frames = req.encode()
-    assert len(frames) == 3
-    assert frames[2] == DIGESTS
+    assert len(frames) == 2
     out = Request.decode(frames)
     assert out == req
-    assert out.blob == DIGESTS
     assert out.token == "tok-123"
 
 
@@ -104,12 +92,11 @@ def test_request_without_args_key_is_empty_args_for_ping() -> None:
 
 
 def test_reply_ok_round_trip() -> None:
-    reply = Reply.success(9, {"groups": [{"name": "films"}], "n": 3}, blob=b"\x00\x01")
+    reply = Reply.success(9, {"groups": [{"name": "films"}], "n": 3})
     out = Reply.decode(reply.encode())
     assert out.ok is True
     assert out.id == 9
     assert out.result == reply.result
-    assert out.blob == b"\x00\x01"
     assert out.unwrap() == reply.result
 
 
@@ -160,7 +147,7 @@ def test_reply_with_bad_id_is_bad_args(bad_id: Any) -> None:
 # --- control requests: framing and header errors --------------------------------------------
 
 
-@pytest.mark.parametrize("count", [0, 1, 4])
+@pytest.mark.parametrize("count", [0, 1, 3, 4])
 def test_wrong_frame_count_is_bad_frame(count: int) -> None:
     good = [*request_frames(P.OP_PING, {}), b"blob", b"extra"]
     with expect_code(Code.BAD_FRAME):
@@ -292,22 +279,16 @@ def test_wrong_typed_argument_is_bad_args(op: str, args: dict[str, Any]) -> None
 )
 def test_share_file_argument_checks(over: dict[str, Any]) -> None:
     with expect_code(Code.BAD_ARGS):
-        Request.decode(request_frames(P.OP_SHARE_FILE, share_args(**over), blob=DIGESTS))
+        Request.decode(request_frames(P.OP_SHARE_FILE, share_args(**over)))
 
 
 @pytest.mark.parametrize("field", ["size", "piece_size"])
 def test_bool_passed_as_int_is_bad_args(field: str) -> None:
     with expect_code(Code.BAD_ARGS):
-        Request.decode(request_frames(P.OP_SHARE_FILE, share_args(**{field: True}), blob=DIGESTS))
+        Request.decode(request_frames(P.OP_SHARE_FILE, share_args(**{field: True})))
 
 
-def test_share_file_needs_a_blob() -> None:
-    with expect_code(Code.BAD_FRAME):
-        Request.decode(request_frames(P.OP_SHARE_FILE, share_args()))
-    assert Request.decode(request_frames(P.OP_SHARE_FILE, share_args(), blob=DIGESTS)).blob == DIGESTS
-
-
-def test_blob_where_none_is_expected_is_bad_frame() -> None:
+def test_a_third_frame_is_bad_frame() -> None:
     with expect_code(Code.BAD_FRAME):
         Request.decode(request_frames(P.OP_LOGIN, {"user": "alice", "password": "pw"}, blob=b"x"))
     with expect_code(Code.BAD_FRAME):
@@ -315,11 +296,11 @@ def test_blob_where_none_is_expected_is_bad_frame() -> None:
 
 
 def test_validate_args_returns_only_declared_fields() -> None:
-    clean = validate_args(P.OP_SHARE_FILE, share_args(), True)
+    clean = validate_args(P.OP_SHARE_FILE, share_args())
     assert clean == share_args()
     refs = [{"group": "films", "file": "a.mkv", "have": "gA=="}, {"group": "films", "file": "b.mkv"}]
     clean = validate_args(
-        P.OP_ANNOUNCE, {"endpoint": "tcp://10.0.0.1:5555", "seed_key": HEX64, "shares": refs}, False
+        P.OP_ANNOUNCE, {"endpoint": "tcp://10.0.0.1:5555", "seed_key": HEX64, "shares": refs}
     )
     assert clean["shares"] == refs
 
@@ -715,10 +696,10 @@ def test_file_meta_pieces(size: int, piece_size: int, pieces: int, lengths: list
 def test_bad_endpoints_are_refused(endpoint: str) -> None:
     args = {"endpoint": endpoint, "seed_key": HEX64, "shares": []}
     with expect_code(Code.BAD_ARGS):
-        validate_args(P.OP_ANNOUNCE, args, False)
+        validate_args(P.OP_ANNOUNCE, args)
 
 
 @pytest.mark.parametrize("endpoint", ["tcp://127.0.0.1:5", "tcp://[::1]:6000", "tcp://host-1.lan:65535"])
 def test_good_endpoints_pass(endpoint: str) -> None:
     args = {"endpoint": endpoint, "seed_key": HEX64, "shares": []}
-    assert validate_args(P.OP_ANNOUNCE, args, False)["endpoint"] == endpoint
+    assert validate_args(P.OP_ANNOUNCE, args)["endpoint"] == endpoint

@@ -5,6 +5,7 @@ Every refusal a downloader can meet, and the bytes it gets when nothing is wrong
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,13 +19,14 @@ from messages.bitfield import Bitfield
 from messages.errors import Code
 from messages.grants import make_grant
 from messages.pieces import PieceReply, PieceRequest
+from peer.budget import SendBudget
 from messages.records import FileMeta
 from peer.hashing import hash_file
 from peer.library import Library
 from peer.pieceserver import PieceServer
 
 KEY = b"s" * 32
-PIECE = 16 * 1024
+PIECE = 128 * 1024  # above ZeroMQ's copy threshold, so payloads are tracked, not copied
 
 
 @pytest.fixture
@@ -36,6 +38,7 @@ def shared(tmp_path: Path) -> Iterator[tuple[PieceServer, FileMeta, bytes, str]]
     size, root, digests = hash_file(path, PIECE)
     meta = FileMeta(group="films", name="movie.mkv", size=size, piece_size=PIECE, root=root)
     library = Library()
+    library.load(str(tmp_path / "home"))
     library.add_complete(meta, path, digests)
     server = PieceServer(library, KEY)
     try:
@@ -45,10 +48,17 @@ def shared(tmp_path: Path) -> Iterator[tuple[PieceServer, FileMeta, bytes, str]]
 
 
 def ask(
-    server: PieceServer, piece: int, *, key: bytes = KEY, file: str = "movie.mkv", life: float = 60
+    server: PieceServer,
+    piece: int,
+    *,
+    key: bytes = KEY,
+    file: str = "movie.mkv",
+    life: float = 60,
+    op: str = P.OP_GET_PIECE,
+    user: str = "bob",
 ) -> PieceReply:
-    grant = make_grant(key, "bob", "films", file, life)
-    req = PieceRequest(id=7, group="films", file=file, piece=piece, grant=grant)
+    grant = make_grant(key, user, "films", file, life)
+    req = PieceRequest(id=7, group="films", file=file, piece=piece, grant=grant, op=op)
     return PieceReply.decode(server.answer(req.encode()))
 
 
@@ -158,3 +168,42 @@ def test_sweep_closes_files_no_longer_served(shared: Any) -> None:
     server.library.remove(meta.key)
     server.sweep()
     assert not server._fds
+
+
+def test_digest_pages_give_the_files_digests(shared: Any) -> None:
+    server, meta, _, _ = shared
+    digests = server.library.get(meta.key).digests
+    assert bytes(ask(server, 0, op=P.OP_GET_DIGESTS).payload) == digests
+    refused(ask(server, 1, op=P.OP_GET_DIGESTS), Code.NO_SUCH_PIECE)
+
+
+def test_budget_answers_busy_and_recovers_when_replies_are_released(shared: Any) -> None:
+    server = shared[0]
+    server.budget = SendBudget(total=3 * PIECE, per_requester=2 * PIECE)
+    held = [
+        server.answer(
+            PieceRequest(
+                i, "films", "movie.mkv", i, make_grant(KEY, "bob", "films", "movie.mkv", 60)
+            ).encode()
+        )
+        for i in range(2)
+    ]
+    assert all(PieceReply.decode(f).error is None for f in held)
+    assert "busy" in refused(ask(server, 2), Code.BUSY)  # bob holds his share of the budget
+    assert ask(server, 2, user="carol").error is None  # another requester still gets a piece
+    refused(ask(server, 0, user="dave"), Code.BUSY)  # the seeder as a whole is full now
+    del held  # ZeroMQ released them (here: never sent, so freed with their frames)
+    gc.collect()
+    assert ask(server, 2).error is None
+
+
+def test_a_symlink_in_place_of_a_partial_file_is_not_followed(shared: Any, tmp_path: Path) -> None:
+    server, meta, _, _ = shared
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"s" * meta.size)
+    link = tmp_path / "partial-link"
+    link.symlink_to(secret)
+    digests = server.library.get(meta.key).digests
+    server.library.remove(meta.key)
+    server.library.add_partial(meta, str(link), digests, Bitfield.full(meta.num_pieces))
+    refused(ask(server, 0), Code.IO_ERROR)

@@ -82,7 +82,7 @@ GARBAGE = [
     ([b"TRK1", b'{"id": 1, "op": "login", "args": {"user": "../x", "password": "x"}}'], "bad_name"),
     ([b"TRK1", b'{"id": 1, "op": "list_groups", "args": {}, "token": "forged"}'], "unauthorized"),
     ([b"TRK1", b'{"id": "x", "op": "ping"}'], "bad_args"),
-    ([b"TRK1", b"{" + b" " * 70_000 + b"}"], "too_large"),
+    ([b"TRK1", b"{" + b" " * 65_600 + b"}"], "too_large"),  # over 64 KiB, under the frame limit
     ([b"TRK1", b"{}", b"x", b"y"], "bad_frame"),
 ]
 

@@ -70,7 +70,7 @@ def test_malformed_messages_get_error_codes_not_silence(t: TrackerPair) -> None:
 @pytest.mark.parametrize("op", sorted(op for op, spec in OPS.items() if spec.token))
 def test_every_operation_that_needs_a_session_refuses_without_one(t: TrackerPair, op: str) -> None:
     # Valid arguments for each op, so only the session is missing.
-    meta, digests = file_meta()
+    meta, _ = file_meta()
     args: dict[str, Any] = {
         P.OP_LOGOUT: {},
         P.OP_LIST_GROUPS: {},
@@ -81,9 +81,8 @@ def test_every_operation_that_needs_a_session_refuses_without_one(t: TrackerPair
         P.OP_ACCEPT_REQUEST: {"group": "films", "user": "bob"},
         P.OP_REJECT_REQUEST: {"group": "films", "user": "bob"},
     }.get(op, {"group": "films", "file": "movie.mkv"} if "file" in OPS[op].fields else {"group": "films"})
-    blob = digests if OPS[op].blob else None
-    t.refused(Code.UNAUTHORIZED, op, args, blob=blob)
-    t.refused(Code.UNAUTHORIZED, op, args, blob=blob, token="forged-token")
+    t.refused(Code.UNAUTHORIZED, op, args)
+    t.refused(Code.UNAUTHORIZED, op, args, token="forged-token")
 
 
 def test_create_user_login_logout(t: TrackerPair) -> None:
@@ -123,11 +122,11 @@ def test_group_flow_and_listings(films: TrackerPair) -> None:
 
 def test_leave_hands_over_and_unlists_shares(films: TrackerPair) -> None:
     t = films
-    meta, digests = file_meta()
+    meta, _ = file_meta()
     t.online("alice", 7001)
-    t.share("alice", meta, digests)
+    t.share("alice", meta)
     t.online("bob", 7002)
-    t.share("bob", meta, digests)
+    t.share("bob", meta)
     left = LeaveResult.from_wire(t.ok(P.OP_LEAVE_GROUP, {"group": "films"}, as_user="alice"))
     assert left.new_admin == "bob"
     assert left.files_removed == []  # bob still shares it
@@ -144,21 +143,19 @@ def test_leave_hands_over_and_unlists_shares(films: TrackerPair) -> None:
 
 def test_share_list_info_and_stop(films: TrackerPair) -> None:
     t = films
-    meta, digests = file_meta()
-    t.refused(Code.NOT_MEMBER, P.OP_SHARE_FILE, meta.share_args(), as_user="dave", blob=digests)
-    t.refused(Code.BAD_ARGS, P.OP_SHARE_FILE, meta.share_args(), as_user="bob", blob=digests[:-1])
-    assert t.share("bob", meta, digests) == {"new": True}
-    assert t.share("carol", meta, digests) == {"new": False}
-    other, other_digests = file_meta(seed=b"b")
-    t.refused(Code.FILE_CONFLICT, P.OP_SHARE_FILE, other.share_args(), as_user="alice", blob=other_digests)
+    meta, _ = file_meta()
+    t.refused(Code.NOT_MEMBER, P.OP_SHARE_FILE, meta.share_args(), as_user="dave")
+    assert t.share("bob", meta) == {"new": True}
+    assert t.share("carol", meta) == {"new": False}
+    other, _ = file_meta(seed=b"b")
+    t.refused(Code.FILE_CONFLICT, P.OP_SHARE_FILE, other.share_args(), as_user="alice")
     files = [
         FileEntry.from_wire(f) for f in t.ok(P.OP_LIST_FILES, {"group": "films"}, as_user="alice")["files"]
     ]
     assert [(f.name, f.size, f.online, f.sharers) for f in files] == [("movie.mkv", meta.size, 0, 2)]
     t.refused(Code.NOT_MEMBER, P.OP_LIST_FILES, {"group": "films"}, as_user="dave")
     info = t.call(P.OP_FILE_INFO, {"group": "films", "file": "movie.mkv"}, as_user="alice")
-    assert info.result == meta.to_wire()
-    assert info.blob == digests
+    assert info.result == meta.to_wire()  # the root only: digests come from holders
     assert t.ok(P.OP_STOP_SHARE, {"group": "films", "file": "movie.mkv"}, as_user="bob") == {
         "file_removed": False
     }
@@ -170,9 +167,9 @@ def test_share_list_info_and_stop(films: TrackerPair) -> None:
 
 def test_holders_come_with_grants_and_exclude_the_asker(films: TrackerPair) -> None:
     t = films
-    meta, digests = file_meta()
+    meta, _ = file_meta()
     t.online("bob", 7002)
-    t.share("bob", meta, digests)
+    t.share("bob", meta)
     t.online("carol", 7003)
     part = Bitfield.from_indices(meta.num_pieces, [0, 2])
     t.ok(P.OP_PROGRESS, {"group": "films", "file": "movie.mkv", "have": part.encode()}, as_user="carol")
@@ -192,10 +189,10 @@ def test_holders_come_with_grants_and_exclude_the_asker(films: TrackerPair) -> N
 
 def test_announce_checks_every_claim(films: TrackerPair) -> None:
     t = films
-    meta, digests = file_meta()
-    t.share("bob", meta, digests)  # offline: recorded, not listed as online
-    other, other_digests = file_meta("other.mkv", seed=b"o")
-    t.share("alice", other, other_digests)
+    meta, _ = file_meta()
+    t.share("bob", meta)  # offline: recorded, not listed as online
+    other, _ = file_meta("other.mkv", seed=b"o")
+    t.share("alice", other)
     shares = [
         {"group": "films", "file": "movie.mkv"},  # bob shares it: served
         {"group": "films", "file": "other.mkv"},  # alice's, not bob's: refused
@@ -216,8 +213,8 @@ def test_announce_checks_every_claim(films: TrackerPair) -> None:
 
 def test_progress_serves_partials_and_withdraws_stopped_downloads(films: TrackerPair) -> None:
     t = films
-    meta, digests = file_meta()
-    t.share("bob", meta, digests)
+    meta, _ = file_meta()
+    t.share("bob", meta)
     key = {"group": "films", "file": "movie.mkv"}
     empty = Bitfield(meta.num_pieces).encode()
     assert t.ok(P.OP_PROGRESS, {**key, "have": empty}, as_user="carol") == {"online": False}
@@ -250,9 +247,9 @@ def test_heartbeat_and_expiry(films: TrackerPair) -> None:
 
 def test_logout_takes_shares_offline(films: TrackerPair) -> None:
     t = films
-    meta, digests = file_meta()
+    meta, _ = file_meta()
     t.online("bob", 7002)
-    t.share("bob", meta, digests)
+    t.share("bob", meta)
     t.ok(P.OP_LOGOUT, as_user="bob")
     assert t.ok(P.OP_HOLDERS, {"group": "films", "file": "movie.mkv"}, as_user="alice")["holders"] == []
 
@@ -306,13 +303,13 @@ def test_a_failed_commit_acknowledges_nothing_and_forgets_its_presence(tmp_path:
     try:
         t.user("alice")
         t.group("alice", "films")
-        meta, digests = file_meta()
+        meta, _ = file_meta()
         announce = t.request(
             P.OP_ANNOUNCE,
             {"endpoint": "tcp://h:1", "seed_key": "ab" * 32, "shares": []},
             token=t.tokens["alice"],
         )
-        share = t.request(P.OP_SHARE_FILE, meta.share_args(), token=t.tokens["alice"], blob=digests)
+        share = t.request(P.OP_SHARE_FILE, meta.share_args(), token=t.tokens["alice"])
         store.fail_next = True
         replies = [Reply.decode(f) for f in t.batch(announce.encode(), share.encode())]
         assert [r.error.code if r.error else None for r in replies] == [Code.INTERNAL, Code.INTERNAL]
@@ -362,10 +359,10 @@ def test_old_cached_replies_are_purged(t: TrackerPair) -> None:
     assert t.store.one("SELECT count(*) FROM replies")[0] == 0
 
 
-def test_empty_file_gets_no_digest_blob(films: TrackerPair) -> None:
+def test_empty_file_can_be_shared(films: TrackerPair) -> None:
     t = films
     meta, digests = file_meta("empty.txt", size=0)
     assert digests == b""
-    t.share("bob", meta, digests)
+    t.share("bob", meta)
     info = t.call(P.OP_FILE_INFO, {"group": "films", "file": "empty.txt"}, as_user="carol")
-    assert info.result["size"] == 0 and info.blob == b""
+    assert info.result["size"] == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from messages.errors import Code, Refused
-from messages.protocol import DIGEST_SIZE, MAX_PIECES
+from messages.protocol import MAX_PIECES
 from messages.records import FileMeta
 from tracker.rules import Rules
 from tracker.sqlite_store import SqliteStore
@@ -35,11 +35,6 @@ def meta(
     root = hashlib.sha256(_digests_for(size, seed)).hexdigest()
     _SEEDS[root] = seed
     return FileMeta(group=group, name=name, size=size, piece_size=PIECE, root=root)
-
-
-def digests(m: FileMeta, salt: bytes = b"") -> bytes:
-    """The digests of ``m`` (with a salt: digests that do not match its root)."""
-    return _digests_for(m.size, _SEEDS.get(m.root, b"") + salt)
 
 
 def expect(code: Code, fn, *args):  # type: ignore[no-untyped-def]
@@ -229,7 +224,7 @@ def test_last_member_leaving_deletes_the_group(state: Rules) -> None:
     state.create_group("alice", "films")
     state.join_group("bob", "films")  # pending, not a member: does not keep the group alive
     m = meta()
-    assert state.share_file("alice", m, digests(m)) is True
+    assert state.share_file("alice", m) is True
     result = state.leave_group("alice", "films")
     assert result.group_deleted is True
     assert result.new_admin is None
@@ -248,9 +243,9 @@ def test_last_member_leaving_deletes_the_group(state: Rules) -> None:
 
 def test_leaving_removes_the_members_shares(films: Rules) -> None:
     solo, both = meta("solo.mkv"), meta("both.mkv", sha="b")
-    films.share_file("bob", solo, digests(solo))
-    films.share_file("bob", both, digests(both))
-    films.share_file("carol", both, digests(both))
+    films.share_file("bob", solo)
+    films.share_file("bob", both)
+    films.share_file("carol", both)
     assert [(n, s) for n, _, s in films.files("films")] == [("both.mkv", 2), ("solo.mkv", 1)]
     result = films.leave_group("bob", "films")
     assert result.files_removed == ["solo.mkv"]
@@ -266,12 +261,9 @@ def test_leaving_removes_the_members_shares(films: Rules) -> None:
 def test_share_file_and_read_back(films: Rules) -> None:
     m = meta()
     assert m.num_pieces == 3
-    h = digests(m)
-    assert films.share_file("bob", m, h) is True
+    assert films.share_file("bob", m) is True
     stored = films.file("films", "movie.mkv")
-    assert stored is not None
-    assert stored.meta == m
-    assert stored.hashes == h
+    assert stored == m
     assert films.require_file("carol", "films", "movie.mkv") == stored
     assert films.files("films") == [("movie.mkv", m.size, 1)]
     expect(Code.NO_SUCH_FILE, films.require_file, "carol", "films", "other.mkv")
@@ -280,59 +272,57 @@ def test_share_file_and_read_back(films: Rules) -> None:
 
 def test_share_same_content_adds_a_sharer(films: Rules) -> None:
     m = meta()
-    assert films.share_file("bob", m, digests(m)) is True
-    assert films.share_file("carol", m, digests(m)) is False
+    assert films.share_file("bob", m) is True
+    assert films.share_file("carol", m) is False
     assert films.files("films") == [("movie.mkv", m.size, 2)]
     # Sharing again is idempotent.
-    assert films.share_file("carol", m, digests(m)) is False
+    assert films.share_file("carol", m) is False
     assert films.files("films") == [("movie.mkv", m.size, 2)]
 
 
 @pytest.mark.parametrize("other", [{"sha": "b"}, {"size": 3 * PIECE - 6}])
 def test_share_same_name_other_content_is_file_conflict(films: Rules, other: dict) -> None:
     m = meta()
-    films.share_file("bob", m, digests(m))
+    films.share_file("bob", m)
     m2 = meta(**other)
-    expect(Code.FILE_CONFLICT, films.share_file, "carol", m2, digests(m2))
+    expect(Code.FILE_CONFLICT, films.share_file, "carol", m2)
     assert films.files("films") == [("movie.mkv", m.size, 1)]
-    stored = films.file("films", "movie.mkv")
-    assert stored is not None
-    assert stored.meta == m
+    assert films.file("films", "movie.mkv") == m
 
 
 def test_same_name_in_another_group_is_no_conflict(films: Rules) -> None:
     films.create_group("bob", "music")
     m = meta()
-    films.share_file("bob", m, digests(m))
+    films.share_file("bob", m)
     m2 = meta(group="music", sha="c")
-    assert films.share_file("bob", m2, digests(m2)) is True
+    assert films.share_file("bob", m2) is True
     assert films.shares_of("bob") == {("films", "movie.mkv"), ("music", "movie.mkv")}
 
 
 def test_share_file_refusals(films: Rules) -> None:
     m = meta()
-    expect(Code.NOT_MEMBER, films.share_file, "mallory", m, digests(m))
+    expect(Code.NOT_MEMBER, films.share_file, "mallory", m)
     films.join_group("dave", "films")  # a pending request is not membership
-    expect(Code.NOT_MEMBER, films.share_file, "dave", m, digests(m))
-    expect(Code.NO_SUCH_GROUP, films.share_file, "bob", meta(group="nope"), digests(m))
-    expect(Code.BAD_ARGS, films.share_file, "bob", m, digests(m)[:-1])
-    expect(Code.BAD_ARGS, films.share_file, "bob", m, digests(m) + b"\x00" * DIGEST_SIZE)
-    expect(Code.BAD_ARGS, films.share_file, "bob", m, b"")
+    expect(Code.NOT_MEMBER, films.share_file, "dave", m)
+    expect(Code.NO_SUCH_GROUP, films.share_file, "bob", meta(group="nope"))
     huge = meta("huge.bin", size=(MAX_PIECES + 1) * PIECE)
-    expect(Code.BAD_ARGS, films.share_file, "bob", huge, b"")
+    expect(Code.BAD_ARGS, films.share_file, "bob", huge)
     assert films.files("films") == []
 
 
 def test_empty_file_has_no_digests(films: Rules) -> None:
     m = meta("empty.txt", size=0)
-    assert films.share_file("bob", m, b"") is True
+    assert films.share_file("bob", m) is True
     assert films.files("films") == [("empty.txt", 0, 1)]
+    # An empty file's root can only be the hash of no digests.
+    bad = FileMeta(group="films", name="empty2.txt", size=0, piece_size=PIECE, root="ab" * 32)
+    expect(Code.BAD_ARGS, films.share_file, "bob", bad)
 
 
 def test_stop_share(films: Rules) -> None:
     m = meta()
-    films.share_file("bob", m, digests(m))
-    films.share_file("carol", m, digests(m))
+    films.share_file("bob", m)
+    films.share_file("carol", m)
     expect(Code.NOT_SHARING, films.stop_share, "alice", "films", "movie.mkv")
     expect(Code.NOT_SHARING, films.stop_share, "bob", "films", "other.mkv")
     expect(Code.NOT_MEMBER, films.stop_share, "mallory", "films", "movie.mkv")
@@ -344,13 +334,7 @@ def test_stop_share(films: Rules) -> None:
     assert films.file("films", "movie.mkv") is None
     # Once gone, the name may be shared with new content.
     m2 = meta(sha="d")
-    assert films.share_file("alice", m2, digests(m2)) is True
-
-
-def test_digests_that_do_not_match_the_root_are_refused(films: Rules) -> None:
-    m = meta()
-    expect(Code.BAD_ARGS, films.share_file, "bob", m, digests(m, b"tampered"))
-    assert films.files("films") == []
+    assert films.share_file("alice", m2) is True
 
 
 # --- durability -----------------------------------------------------------------------------
@@ -366,7 +350,7 @@ def test_state_survives_reopening_the_file(db_path: str) -> None:
     st.accept_request("alice", "films", "bob")
     st.join_group("carol", "films")
     m = meta()
-    st.share_file("bob", m, digests(m))
+    st.share_file("bob", m)
     store.close()
 
     store2 = SqliteStore(db_path)
@@ -378,10 +362,7 @@ def test_state_survives_reopening_the_file(db_path: str) -> None:
         st2.require_admin("films", "alice")
         assert st2.is_member("films", "bob")
         assert st2.list_requests("alice", "films") == ["carol"]
-        stored = st2.file("films", "movie.mkv")
-        assert stored is not None
-        assert stored.meta == m
-        assert stored.hashes == digests(m)
+        assert st2.file("films", "movie.mkv") == m
         assert st2.shares_of("bob") == {("films", "movie.mkv")}
         # Seniority survives too.
         assert st2.leave_group("alice", "films").new_admin == "bob"

@@ -62,12 +62,11 @@ class TrackerPair:
         args: dict[str, Any] | None = None,
         *,
         token: str | None = None,
-        blob: bytes | None = None,
         cid: str = "test",
         rid: int | None = None,
     ) -> Request:
         return Request(
-            id=next(self.ids) if rid is None else rid, op=op, args=args or {}, cid=cid, token=token, blob=blob
+            id=next(self.ids) if rid is None else rid, op=op, args=args or {}, cid=cid, token=token
         )
 
     # --- one call -------------------------------------------------------------------------
@@ -106,5 +105,5 @@ class TrackerPair:
         args = {"endpoint": f"tcp://127.0.0.1:{port}", "seed_key": f"{port:064x}", "shares": shares or []}
         return self.ok(P.OP_ANNOUNCE, args, as_user=user)
 
-    def share(self, user: str, meta: FileMeta, digests: bytes) -> dict[str, Any]:
-        return self.ok(P.OP_SHARE_FILE, meta.share_args(), as_user=user, blob=digests)
+    def share(self, user: str, meta: FileMeta) -> dict[str, Any]:
+        return self.ok(P.OP_SHARE_FILE, meta.share_args(), as_user=user)

@@ -1,4 +1,8 @@
-"""``torrent-tracker``: run the tracker in the foreground until SIGINT or SIGTERM."""
+"""``torrent-tracker``: run the tracker in the foreground until SIGINT or SIGTERM.
+
+Also the operator's tools for its database: ``--check`` (a full integrity check) and
+``--backup FILE`` (SQLite's online backup of a running tracker's database).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from messages.errors import ProtocolError
 from messages.schema import check_endpoint
 
 from .server import Tracker
+from .sqlite_store import backup, check
 from .store import StoreError
 
 DEFAULT_BIND = "tcp://127.0.0.1:6000"
@@ -27,7 +32,7 @@ def bind_endpoint(text: str) -> str:
         raise argparse.ArgumentTypeError(exc.message) from None
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="torrent-tracker", description="Torrent tracker")
     ap.add_argument(
         "--bind",
@@ -36,16 +41,46 @@ def main(argv: list[str] | None = None) -> int:
         help=f"endpoint to listen on (default {DEFAULT_BIND})",
     )
     ap.add_argument("--db", default=DEFAULT_DB, help=f"SQLite state file (default {DEFAULT_DB})")
+    ap.add_argument("--check", action="store_true", help="check the database's integrity, then exit")
+    ap.add_argument(
+        "--backup", metavar="FILE", help="write a consistent copy of the database to FILE, then exit"
+    )
     ap.add_argument("--verbose", "-v", action="store_true", help="log to stderr")
-    args = ap.parse_args(argv)
-    log_path = os.path.join(os.path.dirname(os.path.abspath(args.db)), "tracker.log")
+    return ap
+
+
+def setup_logging(db: str, verbose: bool) -> None:
+    log_path = os.path.join(os.path.dirname(os.path.abspath(db)), "tracker.log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     handlers: list[logging.Handler] = [logging.FileHandler(log_path)]
-    if args.verbose:
+    if verbose:
         handlers.append(logging.StreamHandler(sys.stderr))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers
     )
+
+
+def run_check(db: str) -> int:
+    problems = check(db)
+    if problems:
+        print(f"error: {db} is damaged:", *problems, sep="\n  ", file=sys.stderr)
+        return 1
+    print(f"{db}: ok")
+    return 0
+
+
+def run_backup(db: str, dest: str) -> int:
+    try:
+        backup(db, dest)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"backed up {db} to {dest}")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    setup_logging(args.db, args.verbose)
     try:
         tracker = Tracker(args.bind, args.db)
     except (zmq.ZMQError, StoreError, OSError) as exc:  # bad endpoint, port in use, bad db
@@ -58,9 +93,22 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     print(f"tracker listening on {tracker.endpoint} (state: {args.db})", flush=True)
-    tracker.run()
+    try:
+        tracker.run()
+    except StoreError as exc:
+        print(f"error: tracker stopped: {exc}", file=sys.stderr, flush=True)
+        return 1
     print("tracker stopped", flush=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.check:
+        return run_check(args.db)
+    if args.backup:
+        return run_backup(args.db, args.backup)
+    return serve(args)
 
 
 if __name__ == "__main__":

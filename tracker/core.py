@@ -66,10 +66,12 @@ class TrackerCore:
             self.store.begin()
             replies = [(ident, self._handle(frames, now)) for ident, frames in batch]
             self.store.commit()
-        except StoreError:
+        except StoreError as exc:
             # Nothing of this batch is durable, so nothing of it may be acknowledged.
             log.exception("batch failed in the database; refusing all %d requests", len(batch))
             self._rollback()
+            if exc.fatal:
+                raise  # a damaged database: stop rather than fail every request forever
             err = TorrentError(Code.INTERNAL, "tracker could not store the change; try again")
             return [(ident, Reply.failure(peek_id(frames), err).encode()) for ident, frames in batch]
         return replies
@@ -117,24 +119,19 @@ class TrackerCore:
 
     # --- the durable reply cache ----------------------------------------------------------
     def _cached(self, req: Request, fingerprint: bytes) -> list[bytes] | None:
-        row = self.store.one("SELECT fp, header, blob FROM replies WHERE cid=? AND rid=?", req.cid, req.id)
+        row = self.store.one("SELECT fp, header FROM replies WHERE cid=? AND rid=?", req.cid, req.id)
         if row is None or bytes(row[0]) != fingerprint:
             return None
-        frames = [P.CONTROL_TAG, bytes(row[1])]
-        if row[2] is not None:
-            frames.append(bytes(row[2]))
-        return frames
+        return [P.CONTROL_TAG, bytes(row[1])]
 
     def _remember(self, req: Request, fingerprint: bytes, out: list[bytes]) -> None:
-        blob = out[2] if len(out) > 2 else None
         self.store.run(
-            """INSERT INTO replies VALUES (?,?,?,?,?,?) ON CONFLICT (cid, rid) DO UPDATE
-               SET fp=excluded.fp, header=excluded.header, blob=excluded.blob, at=excluded.at""",
+            """INSERT INTO replies VALUES (?,?,?,?,?) ON CONFLICT (cid, rid) DO UPDATE
+               SET fp=excluded.fp, header=excluded.header, at=excluded.at""",
             req.cid,
             req.id,
             fingerprint,
             out[1],
-            blob,
             self.wall(),
         )
 
@@ -146,9 +143,11 @@ class TrackerCore:
             gone = self.presence.expire(self.clock())
             self.store.run("DELETE FROM replies WHERE at < ?", self.wall() - REPLY_TTL)
             self.store.commit()
-        except StoreError:
+        except StoreError as exc:
             log.exception("housekeeping failed")
             self._rollback()
+            if exc.fatal:
+                raise
             return
         if gone:
             log.info("%d silent peer(s) dropped", gone)

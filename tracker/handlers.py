@@ -54,8 +54,8 @@ class Call:
     def user(self) -> str:
         return self.session.user
 
-    def ok(self, result: dict[str, Any] | None = None, blob: bytes | None = None) -> Reply:
-        return Reply.success(self.req.id, result, blob)
+    def ok(self, result: dict[str, Any] | None = None) -> Reply:
+        return Reply.success(self.req.id, result)
 
 
 Handler = Callable[[Env, Call], Reply]
@@ -128,8 +128,7 @@ def list_files(env: Env, c: Call) -> Reply:
 
 
 def file_info(env: Env, c: Call) -> Reply:
-    stored = env.rules.require_file(c.user, c.args["group"], c.args["file"])
-    return c.ok(stored.meta.to_wire(), blob=stored.hashes)
+    return c.ok(env.rules.require_file(c.user, c.args["group"], c.args["file"]).to_wire())
 
 
 def share_file(env: Env, c: Call) -> Reply:
@@ -137,7 +136,7 @@ def share_file(env: Env, c: Call) -> Reply:
     meta = FileMeta(
         group=a["group"], name=a["file"], size=a["size"], piece_size=a["piece_size"], root=a["root"]
     )
-    new = env.rules.share_file(c.user, meta, c.req.blob or b"")
+    new = env.rules.share_file(c.user, meta)
     env.presence.serve(c.session.token_hash, meta.key, None)
     return c.ok({"new": new})
 
@@ -171,9 +170,9 @@ def announce(env: Env, c: Call) -> Reply:
     for ref in a["shares"]:
         key = (ref["group"], ref["file"])
         try:
-            stored = env.rules.require_file(c.user, *key)
+            meta = env.rules.require_file(c.user, *key)
             if "have" in ref:
-                env.presence.serve(th, key, Bitfield.decode(stored.meta.num_pieces, ref["have"]))
+                env.presence.serve(th, key, Bitfield.decode(meta.num_pieces, ref["have"]))
             elif key in shared:
                 env.presence.serve(th, key, None)
             else:
@@ -187,10 +186,10 @@ def progress(env: Env, c: Call) -> Reply:
     """A downloader reports the pieces it holds so far (batched, not one message a piece)."""
     th = c.session.token_hash
     key = (c.args["group"], c.args["file"])
-    stored = env.rules.require_file(c.user, *key)
-    have = Bitfield.decode(stored.meta.num_pieces, c.args["have"])
+    meta = env.rules.require_file(c.user, *key)
+    have = Bitfield.decode(meta.num_pieces, c.args["have"])
     online = env.presence.is_online(th)
-    if online and not len(have) and stored.meta.num_pieces:
+    if online and not len(have) and meta.num_pieces:
         env.presence.unserve_session(th, key)  # a download that stopped: nothing to serve
     elif online:
         env.presence.serve(th, key, None if have.complete else have)

@@ -13,21 +13,17 @@ import time
 from dataclasses import dataclass
 
 from messages.errors import Code, Refused
-from messages.protocol import DIGEST_SIZE, MAX_PIECES
+from messages.protocol import MAX_PIECES
 from messages.records import FileMeta, GroupEntry, LeaveResult
 
 from .passwords import hash_password, verify_password
 from .store import Store
 
+EMPTY_ROOT = hashlib.sha256(b"").hexdigest()
+
 
 def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
-
-
-@dataclass(frozen=True, slots=True)
-class StoredFile:
-    meta: FileMeta
-    hashes: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,31 +143,33 @@ class Rules:
             raise Refused(Code.NOT_ADMIN, f"only the admin of {group!r} can do that")
 
     # --- files ----------------------------------------------------------------------------
-    def share_file(self, user: str, meta: FileMeta, hashes: bytes) -> bool:
-        """Record that ``user`` shares this file; True when the file is new to the group."""
+    def share_file(self, user: str, meta: FileMeta) -> bool:
+        """Record that ``user`` shares this file; True when the file is new to the group.
+
+        The tracker keeps the file's root hash, not its piece digests: downloaders fetch the
+        digests from holders and check them against this root, so a share costs the tracker a
+        row whatever the file's size.
+        """
         self.require_member(meta.group, user)
         if meta.num_pieces > MAX_PIECES:
             raise Refused(Code.BAD_ARGS, f"more than {MAX_PIECES} pieces; use a larger piece size")
-        if len(hashes) != meta.num_pieces * DIGEST_SIZE:
-            raise Refused(Code.BAD_ARGS, f"expected {meta.num_pieces} piece digests")
-        if hashlib.sha256(hashes).hexdigest() != meta.root:
-            raise Refused(Code.BAD_ARGS, "root hash does not match the piece digests")
+        if meta.size == 0 and meta.root != EMPTY_ROOT:
+            raise Refused(
+                Code.BAD_ARGS, "an empty file has no piece digests: its root is the hash of nothing"
+            )
         existing = self.file(meta.group, meta.name)
-        if existing is not None:
-            if existing.meta != meta or existing.hashes != hashes:
-                raise Refused(
-                    Code.FILE_CONFLICT,
-                    f"{meta.name!r} in {meta.group!r} is already shared with other content",
-                )
-        else:
+        if existing is not None and existing != meta:
+            raise Refused(
+                Code.FILE_CONFLICT, f"{meta.name!r} in {meta.group!r} is already shared with other content"
+            )
+        if existing is None:
             self.db.run(
-                "INSERT INTO files VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO files VALUES (?,?,?,?,?,?)",
                 meta.group,
                 meta.name,
                 meta.size,
                 meta.piece_size,
                 meta.root,
-                hashes,
                 time.time(),
             )
         self.db.run("INSERT INTO shares VALUES (?,?,?) ON CONFLICT DO NOTHING", meta.group, meta.name, user)
@@ -184,16 +182,13 @@ class Rules:
             raise Refused(Code.NOT_SHARING, f"you do not share {name!r} in {group!r}")
         return self._drop_share(group, name, user)
 
-    def file(self, group: str, name: str) -> StoredFile | None:
-        row = self.db.one(
-            "SELECT size, piece_size, root, hashes FROM files WHERE grp=? AND name=?", group, name
-        )
+    def file(self, group: str, name: str) -> FileMeta | None:
+        row = self.db.one("SELECT size, piece_size, root FROM files WHERE grp=? AND name=?", group, name)
         if row is None:
             return None
-        meta = FileMeta(group=group, name=name, size=row[0], piece_size=row[1], root=row[2])
-        return StoredFile(meta=meta, hashes=bytes(row[3]))
+        return FileMeta(group=group, name=name, size=row[0], piece_size=row[1], root=row[2])
 
-    def require_file(self, user: str, group: str, name: str) -> StoredFile:
+    def require_file(self, user: str, group: str, name: str) -> FileMeta:
         self.require_member(group, user)
         stored = self.file(group, name)
         if stored is None:

@@ -7,7 +7,7 @@ rules run is shared as is. Names avoid words PostgreSQL reserves (``user`` is ``
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: files keep only their root hash; digests travel from holders
 
 _TYPES = {
     "sqlite": {"blob": "BLOB", "real": "REAL", "int": "INTEGER"},
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE TABLE IF NOT EXISTS files (
     grp TEXT NOT NULL REFERENCES groups(name) ON DELETE CASCADE,
     name TEXT NOT NULL, size {int} NOT NULL, piece_size {int} NOT NULL,
-    root TEXT NOT NULL, hashes {blob} NOT NULL, created {real} NOT NULL,
+    root TEXT NOT NULL, created {real} NOT NULL,
     PRIMARY KEY (grp, name));
 CREATE TABLE IF NOT EXISTS shares (
     grp TEXT NOT NULL, name TEXT NOT NULL, uname TEXT NOT NULL,
@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS shares (
 CREATE INDEX IF NOT EXISTS shares_by_user ON shares (uname, grp);
 CREATE TABLE IF NOT EXISTS replies (
     cid TEXT NOT NULL, rid {int} NOT NULL, fp {blob} NOT NULL, header {blob} NOT NULL,
-    blob {blob}, at {real} NOT NULL, PRIMARY KEY (cid, rid));
+    at {real} NOT NULL, PRIMARY KEY (cid, rid));
 CREATE INDEX IF NOT EXISTS replies_by_age ON replies (at);
 """
 

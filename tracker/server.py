@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 
 from broker.service import RouterService
-from broker.sockets import new_context, term_context
+from broker.sockets import LIMITS, new_context, term_context
 from broker.thread import ServiceThread
-from messages.protocol import GRANT_LIFETIME, HEARTBEAT_EXPIRY, TRACKER_MAX_MSG
+from messages.protocol import GRANT_LIFETIME, HEARTBEAT_EXPIRY
 
 from .core import TrackerCore
 from .sqlite_store import SqliteStore
@@ -35,7 +35,7 @@ class Tracker(ServiceThread):
         self.core = TrackerCore(self.store, expiry=expiry, grant_lifetime=grant_lifetime)
         self.ctx = new_context()
         try:
-            self.service = RouterService(self.ctx, bind, self.core.handle_batch, max_msg=TRACKER_MAX_MSG)
+            self.service = RouterService(self.ctx, bind, self.core.handle_batch, LIMITS["tracker"])
         except BaseException:
             self.store.close()
             term_context(self.ctx)

@@ -15,7 +15,19 @@ Row = tuple[Any, ...]
 
 
 class StoreError(Exception):
-    """The database failed (I/O, corruption, lost connection): nothing of the batch is stored."""
+    """The database failed (I/O, corruption, lost connection): nothing of the batch is stored.
+
+    ``fatal`` means retrying cannot help (the file is damaged): the tracker stops and says so
+    rather than answer every request with an error while looking healthy.
+    """
+
+    def __init__(self, message: str, *, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+
+
+class SchemaMismatch(StoreError):
+    """The database was made by a tracker of another schema version."""
 
 
 class Store(Protocol):
