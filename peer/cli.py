@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
 import zmq
 from rich.console import Console
 
-from messages.errors import ProtocolError
+from messages.errors import Code, LocalError, ProtocolError
 from messages.protocol import DEFAULT_PIECE_SIZE, MAX_PIECE_SIZE, MIN_PIECE_SIZE
 from messages.schema import check_endpoint
 
@@ -127,11 +129,45 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--stay", action="store_true", help="after the commands, keep serving until SIGINT/SIGTERM"
     )
+    ap.add_argument(
+        "--password-file",
+        help="read the password for login/create_user without one from this file (first line); "
+        f"or set {PASSWORD_ENV}; on a terminal you are asked",
+    )
     ap.add_argument("--verbose", "-v", action="store_true", help="log to the console too")
     return ap
 
 
+PASSWORD_ENV = "TORRENT_PASSWORD"
+
+
+def password_source(path: str | None) -> Callable[[str], str]:
+    """Where a password comes from when a command does not carry it: never the command line
+    of the process, which every local user can read in the process list."""
+
+    def ask(user: str) -> str:
+        if path is not None:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    return f.readline().rstrip("\n")
+            except OSError as exc:
+                raise LocalError(
+                    Code.BAD_PATH, f"cannot read --password-file {path}: {exc.strerror}"
+                ) from None
+        if os.environ.get(PASSWORD_ENV):
+            return os.environ[PASSWORD_ENV]
+        if sys.stdin.isatty():
+            return getpass.getpass(f"password for {user}: ")
+        raise LocalError(
+            Code.BAD_ARGS,
+            f"no password: give it after the user name, set {PASSWORD_ENV} or use --password-file",
+        )
+
+    return ask
+
+
 def setup_logging(home: str, verbose: bool) -> None:
+    logging.raiseExceptions = False  # a full disk under the log must not print tracebacks at users
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     fmt = logging.Formatter("%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
@@ -175,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     interactive = args.commands is None and sys.stdin.isatty()
     out = Console(highlight=False, soft_wrap=True)
-    shell = Shell(peer, out, err, interactive)
+    shell = Shell(peer, out, err, interactive, password_source(args.password_file))
     peer.start()
     code = 130
     try:

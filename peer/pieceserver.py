@@ -3,8 +3,9 @@
 It checks, in order: the message is well formed, the grant was signed for this file with our
 key and is current, we serve the file and hold the piece, the requester's share of the send
 budget has room, and the file on disk has not changed since it was shared (size and mtime, one
-fstat). Only then does it pread the piece, which goes out as a raw frame without being copied
-again; the frame's tracker gives its bytes back to the budget once ZeroMQ is done with them.
+fstat). Only then does it read the piece into a pooled buffer, which goes out as a raw frame
+without being copied again; the frame's tracker gives the buffer back to the pool once ZeroMQ
+is done with it.
 Partial files (our own downloads) are opened without following symlinks.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -36,10 +39,17 @@ def digest_page(digests: bytes, count: int, page: int) -> bytes:
 
 
 class PieceServer:
-    def __init__(self, library: Library, seed_key: bytes, budget: SendBudget | None = None) -> None:
+    def __init__(
+        self,
+        library: Library,
+        seed_key: bytes,
+        budget: SendBudget | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.library = library
         self.seed_key = seed_key
         self.budget = budget or SendBudget()
+        self.clock = clock
         self._fds: dict[str, int] = {}
 
     def answer(self, frames: list[Any]) -> list[Any]:
@@ -68,15 +78,20 @@ class PieceServer:
         return PieceReply(req_id, piece, payload).encode()
 
     def _piece(self, share: Share, piece: int, requester: str) -> zmq.Frame:
-        nbytes = share.meta.piece_len(piece)
-        if not self.budget.admit(requester, nbytes):
+        buf = self.budget.take(requester, share.meta.piece_size, self.clock())
+        if buf is None:
             raise Refused(Code.BUSY, "this holder is busy; ask another one or try again shortly")
-        frame = zmq.Frame(self._read(share, piece), track=True)
+        try:
+            view = self._read(share, piece, buf)
+        except BaseException:
+            self.budget.give_back(buf)
+            raise
+        frame = zmq.Frame(view, track=True)
         tracker = frame.tracker
-        self.budget.spent(requester, nbytes, lambda: tracker.done)
+        self.budget.hold(requester, buf, lambda: tracker.done)
         return frame
 
-    def _read(self, share: Share, piece: int) -> bytes:
+    def _read(self, share: Share, piece: int, buf: bytearray) -> memoryview:
         meta = share.meta
         try:
             fd = self._fd(share.path, nofollow=not share.complete)
@@ -86,14 +101,14 @@ class PieceServer:
                 fd = self._fd(share.path)
                 if not self._unchanged(fd, share):
                     raise Refused(Code.FILE_CHANGED, f"{meta.name!r} changed on disk since it was shared")
-            length = meta.piece_len(piece)
-            data = os.pread(fd, length, piece * meta.piece_size)
+            view = memoryview(buf)[: meta.piece_len(piece)]
+            got = os.preadv(fd, [view], piece * meta.piece_size)
         except OSError as exc:
             self._drop_fd(share.path)
             raise Refused(Code.IO_ERROR, f"cannot read {meta.name!r}: {exc.strerror}") from None
-        if len(data) != length:
+        if got != len(view):
             raise Refused(Code.FILE_CHANGED, f"{meta.name!r} is shorter than when it was shared")
-        return data
+        return view
 
     @staticmethod
     def _unchanged(fd: int, share: Share) -> bool:
@@ -112,7 +127,8 @@ class PieceServer:
             os.close(fd)
 
     def sweep(self) -> None:
-        """Close files we no longer serve (stopped shares, renamed partials)."""
+        """Close files we no longer serve (stopped shares, renamed partials); trim the pool."""
+        self.budget.trim(self.clock())
         live = self.library.paths()
         for path in [p for p in self._fds if p not in live]:
             self._drop_fd(path)

@@ -21,7 +21,7 @@ from rich.live import Live
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from messages.errors import ProtocolError, TorrentError
+from messages.errors import Code, LocalError, ProtocolError, TorrentError
 from messages.events import DownloadState, ProgressEvent
 
 from .api import Peer
@@ -31,14 +31,24 @@ from .view import LiveView
 
 @dataclass(frozen=True)
 class Command:
-    args: tuple[str, ...]
+    args: tuple[str, ...]  # "[word]" marks an optional last argument
     help: str
     run: Callable[[Shell, list[str]], None]
 
+    def takes(self, count: int) -> bool:
+        optional = sum(1 for a in self.args if a.startswith("["))
+        return len(self.args) - optional <= count <= len(self.args)
+
+
+Passwords = Callable[[str], str]  # user -> password, when the command line has none
+
 
 class Shell:
-    def __init__(self, peer: Peer, out: Console, err: Console, interactive: bool) -> None:
+    def __init__(
+        self, peer: Peer, out: Console, err: Console, interactive: bool, passwords: Passwords | None = None
+    ) -> None:
         self.peer = peer
+        self.passwords = passwords
         self.out = out
         self.err = err
         self.interactive = interactive
@@ -87,7 +97,7 @@ class Shell:
         if cmd is None:
             self.fail(f"unknown command {name!r}; type help")
             return False
-        if name != "echo" and len(args) != len(cmd.args):
+        if name != "echo" and not cmd.takes(len(args)):
             self.fail(f"usage: {name} {' '.join(cmd.args)}".rstrip())
             return False
         try:
@@ -97,12 +107,21 @@ class Shell:
         return self.failures == before
 
     # --- commands ---------------------------------------------------------------------------
+    def _password(self, a: list[str]) -> str:
+        """The password on the command line, else from the configured source (a prompt without
+        echo on a terminal, or TORRENT_PASSWORD / --password-file for scripts)."""
+        if len(a) > 1:
+            return a[1]
+        if self.passwords is None:
+            raise LocalError(Code.BAD_ARGS, "no password given")
+        return self.passwords(a[0])
+
     def create_user(self, a: list[str]) -> None:
-        self.peer.create_user(a[0], a[1])
+        self.peer.create_user(a[0], self._password(a))
         self.say(f"user {a[0]} created")
 
     def login(self, a: list[str]) -> None:
-        notes = self.peer.login(a[0], a[1])
+        notes = self.peer.login(a[0], self._password(a))
         self.say(f"logged in as {a[0]}")
         for note in notes:
             self.say(f"note: {note}")
@@ -296,8 +315,12 @@ class Shell:
 
 
 COMMANDS: dict[str, Command] = {
-    "create_user": Command(("<user>", "<password>"), "create an account", Shell.create_user),
-    "login": Command(("<user>", "<password>"), "log in (brings your shares back online)", Shell.login),
+    "create_user": Command(
+        ("<user>", "[password]"), "create an account (no password: asked for)", Shell.create_user
+    ),
+    "login": Command(
+        ("<user>", "[password]"), "log in, bringing your shares back (no password: asked)", Shell.login
+    ),
     "logout": Command((), "log out (takes your shares offline)", Shell.logout),
     "create_group": Command(("<group>",), "create a group; you become its admin", Shell.create_group),
     "join_group": Command(("<group>",), "ask to join a group", Shell.join_group),

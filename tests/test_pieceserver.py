@@ -180,7 +180,7 @@ def test_digest_pages_give_the_files_digests(shared: Any) -> None:
 
 def test_budget_answers_busy_and_recovers_when_replies_are_released(shared: Any) -> None:
     server = shared[0]
-    server.budget = SendBudget(total=3 * PIECE, per_requester=2 * PIECE)
+    server.budget = SendBudget(total=3 * PIECE, per_requester=2 * PIECE)  # three pieces in all
     held = [
         server.answer(
             PieceRequest(
