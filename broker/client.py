@@ -1,9 +1,12 @@
 """A DEALER client for request/reply with ids, timeouts and retries (Lazy Pirate, with DEALER).
 
 Each request carries an id; replies with other ids are stale (answers to attempts we gave up on)
-and are dropped. On a timeout the socket is closed with LINGER 0 and made anew, so a dead link
-cannot keep queued requests, and the same request (same id) is sent again: the tracker answers a
-retried write from its reply cache rather than doing it twice.
+and are dropped. On a timeout the socket is closed with LINGER 0 and made anew, on the next
+tracker of the set if there are several, so a dead link cannot keep queued requests, and the
+same request (same client id and request id) is sent again: trackers answer a retried write
+from their shared reply cache rather than doing it twice. The tracker may also push messages
+on the same socket; they go to ``on_push``. Every socket is a CURVE client of the trackers'
+key; a handshake the tracker refused is reported as such, not as a silent timeout.
 """
 
 from __future__ import annotations
@@ -12,19 +15,28 @@ import itertools
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
-from messages.control import Reply, Request
+from messages.control import Push, Reply, Request, decode_inbound
 from messages.errors import Code, LocalError, ProtocolError
 from messages.protocol import CONTROL_FRAMES, REQUEST_RETRIES, REQUEST_TIMEOUT
 from messages.schema import validate_args
 
 from .sockets import LIMITS, dealer, recv_bounded
+from .trackers import TrackerSet
 
 log = logging.getLogger(__name__)
+
+_HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
 
 
 class ControlClient:
@@ -33,27 +45,40 @@ class ControlClient:
     def __init__(
         self,
         ctx: zmq.Context,
-        endpoint: str,
+        trackers: TrackerSet,
         *,
         timeout: float = REQUEST_TIMEOUT,
         retries: int = REQUEST_RETRIES,
         cid: str | None = None,
+        on_push: Callable[[Push], None] | None = None,
     ) -> None:
         self.ctx = ctx
-        self.endpoint = endpoint
+        self.trackers = trackers
         self.timeout = timeout
         self.retries = retries
         self.cid = cid or secrets.token_hex(8)
+        self.on_push = on_push
         self._ids = itertools.count(1)
         self._sock: zmq.Socket | None = None
+        self._monitor: zmq.Socket | None = None
+        self.endpoint = ""  # the tracker the socket is connected to
 
-    def _socket(self) -> zmq.Socket:
+    @property
+    def socket(self) -> zmq.Socket:
         if self._sock is None:
-            self._sock = dealer(self.ctx, self.endpoint, LIMITS["control"])
+            self.endpoint = self.trackers.current()
+            self._sock = dealer(
+                self.ctx, self.endpoint, LIMITS["control"], self.trackers.keys, self.trackers.server_key
+            )
+            self._monitor = self._sock.get_monitor_socket(_HANDSHAKE_FAILED)
         return self._sock
 
     def close(self) -> None:
         self.reset()
+
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
 
     def call(
         self,
@@ -66,8 +91,9 @@ class ControlClient:
     ) -> Reply:
         """Send one request and return its reply (which may be an error reply).
 
-        Raises LocalError(TIMEOUT) when the tracker did not answer any attempt, and
-        LocalError for arguments the tracker would refuse anyway.
+        Raises LocalError(TIMEOUT) when no tracker answered any attempt, LocalError(BAD_KEY)
+        when the tracker refused our secure handshake, and LocalError for arguments the
+        tracker would refuse anyway.
         """
         req_id, frames = self.build(op, args or {}, token=token)
         timeout = self.timeout if timeout is None else timeout
@@ -77,9 +103,14 @@ class ControlClient:
             reply = self.receive(req_id, time.monotonic() + timeout)
             if reply is not None:
                 return reply
-            log.info("no reply to %s from %s (attempt %d/%d)", op, self.endpoint, attempt + 1, attempts)
+            endpoint = self.endpoint
+            self.check_handshake()
+            log.info("no reply to %s from %s (attempt %d/%d)", op, endpoint, attempt + 1, attempts)
             self.reset()
-        raise LocalError(Code.TIMEOUT, f"tracker at {self.endpoint} did not answer {op}")
+            self.trackers.failed(endpoint)
+        raise LocalError(
+            Code.TIMEOUT, f"no tracker answered {op} (tried {', '.join(self.trackers.endpoints)})"
+        )
 
     def build(self, op: str, args: dict[str, Any], *, token: str | None = None) -> tuple[int, list[bytes]]:
         """A validated request with a fresh id, encoded; retries resend these same frames."""
@@ -91,27 +122,61 @@ class ControlClient:
         return req.id, req.encode()
 
     def send(self, frames: list[bytes]) -> None:
-        self._socket().send_multipart(frames, copy=False)
+        self.socket.send_multipart(frames, copy=False)
 
     def receive(self, req_id: int, deadline: float) -> Reply | None:
-        """The reply to ``req_id`` if it arrives before ``deadline``; stale replies are dropped."""
-        sock = self._socket()
+        """The reply to ``req_id`` if it arrives before ``deadline``; stale replies are dropped,
+        pushes handed to ``on_push`` on the way."""
+        sock = self.socket
         while True:
             left = deadline - time.monotonic()
             if not sock.poll(int(max(0.0, left) * 1000), zmq.POLLIN):
                 return None
             try:
-                reply = Reply.decode(recv_bounded(sock, CONTROL_FRAMES))
+                msg = decode_inbound(recv_bounded(sock, CONTROL_FRAMES))
             except ProtocolError as exc:
-                log.warning("malformed reply from tracker: %s", exc)
+                log.warning("malformed message from tracker: %s", exc)
                 continue
-            if reply.id == req_id:
-                return reply
-            log.debug("dropping stale reply %d", reply.id)
+            if isinstance(msg, Push):
+                self._push(msg)
+            elif msg.id == req_id:
+                return msg
+            else:
+                log.debug("dropping stale reply %d", msg.id)
+
+    def wait_pushes(self, timeout: float) -> None:
+        """Hand pushes that arrive within ``timeout`` to ``on_push`` (for an idle thread)."""
+        self.receive(-1, time.monotonic() + timeout)
+
+    def _push(self, push: Push) -> None:
+        if self.on_push is None:
+            return
+        try:
+            self.on_push(push)
+        except Exception:  # a bad push must not take the thread down
+            log.exception("handling a %s push", push.kind)
+
+    def check_handshake(self) -> None:
+        """Raise BAD_KEY if the tracker refused our CURVE handshake (wrong tracker key)."""
+        mon = self._monitor
+        while mon is not None and mon.poll(0):
+            event = recv_monitor_message(mon)
+            if event["event"] & _HANDSHAKE_FAILED:
+                endpoint = self.endpoint
+                self.reset()
+                raise LocalError(
+                    Code.BAD_KEY,
+                    f"the tracker at {endpoint} failed the secure handshake: it does not hold the "
+                    f"key we trust ({self.trackers.server_key[:10]}...)",
+                )
 
     def reset(self) -> None:
         """Drop the socket (and whatever it still queues); the next send makes a new one."""
         if self._sock is not None:
+            if self._monitor is not None:
+                self._sock.disable_monitor()
+                self._monitor.close(linger=0)
+                self._monitor = None
             self._sock.close(linger=0)
             self._sock = None
 
@@ -128,12 +193,20 @@ class AsyncControl:
     """One tracker call at a time without blocking: for a thread whose loop must keep moving.
 
     The owner starts a call and polls for its outcome from its own loop; a call that outlives
-    its timeout is abandoned (socket made anew) and reported as ``None``, never retried here:
-    the owner decides whether the call still matters.
+    its timeout is abandoned (socket made anew, on the next tracker) and reported as ``None``,
+    never retried here: the owner decides whether the call still matters. Pushes arriving on
+    the socket go to ``on_push``.
     """
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, *, timeout: float = REQUEST_TIMEOUT) -> None:
-        self.client = ControlClient(ctx, endpoint, timeout=timeout, retries=0)
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        trackers: TrackerSet,
+        *,
+        timeout: float = REQUEST_TIMEOUT,
+        on_push: Callable[[Push], None] | None = None,
+    ) -> None:
+        self.client = ControlClient(ctx, trackers, timeout=timeout, retries=0, on_push=on_push)
         self.timeout = timeout
         self.op: str | None = None
         self._id = 0
@@ -151,12 +224,16 @@ class AsyncControl:
     def poll(self) -> Outcome | None:
         """The outcome once the call ended (answered or timed out); None while still waiting."""
         if self.op is None:
+            if self.client.connected:  # idle: still take pushes
+                self.client.wait_pushes(0)
             return None
         reply = self.client.receive(self._id, 0.0)  # only what has already arrived
         if reply is None and time.monotonic() < self._deadline:
             return None
         if reply is None:
+            endpoint = self.client.endpoint
             self.client.reset()
+            self.client.trackers.failed(endpoint)
         op, self.op = self.op, None
         return Outcome(op, reply)
 

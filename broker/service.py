@@ -4,7 +4,8 @@ The loop drains what is already waiting into a batch (bounded in messages and in
 hands the batch to the handler, a sans-I/O core that maps it to replies, and sends them.
 Batching is what lets the tracker commit many writes with one fsync before it acknowledges
 any of them (group commit); the byte bound keeps one batch from holding much memory whatever
-the senders send.
+the senders send. Each inbound message carries what ZeroMQ knows of its sender: the CURVE key
+it authenticated and the address it came from.
 """
 
 from __future__ import annotations
@@ -13,24 +14,41 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import zmq
 
 from messages.frames import as_bytes
 
+from .keys import KeyPair
 from .sockets import Limits, bound_endpoint, recv_bounded, router
 
 log = logging.getLogger(__name__)
 
-Message = tuple[bytes, list[Any]]  # (routing id, frames after it)
-BatchHandler = Callable[[list[Message]], Iterable[Message]]
-Sender = Callable[[bytes, list[Any]], bool]
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    ident: bytes  # the ROUTER's routing id of the sender's connection
+    frames: list[Any]  # the message after the routing id
+    key: str = ""  # the sender's CURVE public key (Z85) as ZeroMQ authenticated it; "" if none
+    address: str = ""  # the sender's IP address as ZeroMQ saw it
+
+
+Outbound = tuple[bytes, list[Any]]  # (routing id, frames)
+BatchHandler = Callable[[list[Inbound]], Iterable[Outbound]]
 BATCH_BYTES = 4 * 1024 * 1024
 
 
 def frames_size(frames: list[Any]) -> int:
     return sum(len(getattr(f, "buffer", f)) for f in frames)
+
+
+def _property(frame: Any, name: str) -> str:
+    try:
+        return str(frame.get(name)) if hasattr(frame, "get") else ""
+    except zmq.ZMQError:  # not set for this connection (no CURVE)
+        return ""
 
 
 class RouterService:
@@ -41,28 +59,29 @@ class RouterService:
         handler: BatchHandler,
         limits: Limits,
         *,
+        keys: KeyPair | None = None,
         batch: int = 256,
-        copy: bool = True,
         before_send: Callable[[list[Any]], None] | None = None,
     ) -> None:
         """``handler`` maps a batch to its replies (a sans-I/O core); ``before_send`` runs before
-        each reply goes out, e.g. to pace replies under an upload limit."""
-        self.sock = router(ctx, bind, limits)
+        each reply goes out, e.g. to pace replies under an upload limit. With ``keys`` the
+        socket is a CURVE server."""
+        self.sock = router(ctx, bind, limits, keys)
         self.endpoint = bound_endpoint(self.sock)
         self.limits = limits
         self.handler = handler
         self.batch = batch
-        self.copy = copy
         self.before_send = before_send
         self.dropped = 0  # replies we could not deliver (peer gone or its queue full)
 
     def run(
         self,
         stop: threading.Event,
-        on_tick: Callable[[], None] | None = None,
+        on_tick: Callable[[], Iterable[Outbound] | None] | None = None,
         tick: float = 0.5,
     ) -> None:
-        """Serve until ``stop`` is set; ``on_tick`` runs at least every ``tick`` seconds."""
+        """Serve until ``stop`` is set; ``on_tick`` runs at least every ``tick`` seconds and may
+        return messages to send (pushes)."""
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
         next_tick = time.monotonic() + tick
@@ -72,22 +91,25 @@ class RouterService:
                 if poller.poll(int(min(timeout, 0.2) * 1000)):
                     self._serve_batch()
                 if on_tick is not None and time.monotonic() >= next_tick:
-                    on_tick()
+                    for ident, frames in on_tick() or ():
+                        self.send(ident, frames)
                     next_tick = time.monotonic() + tick
         finally:
             self.sock.close(linger=0)
 
-    def take_batch(self) -> list[Message]:
+    def take_batch(self) -> list[Inbound]:
         """What is waiting, up to ``batch`` messages or BATCH_BYTES, whichever comes first."""
-        batch: list[Message] = []
+        batch: list[Inbound] = []
         size = 0
         while len(batch) < self.batch and size < BATCH_BYTES:
             try:
-                frames = recv_bounded(self.sock, self.limits.max_frames, zmq.NOBLOCK, copy=self.copy)
+                frames = recv_bounded(self.sock, self.limits.max_frames, zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
             size += frames_size(frames)
-            batch.append((as_bytes(frames[0]), frames[1:]))
+            first = frames[0]
+            key, address = _property(first, "User-Id"), _property(first, "Peer-Address")
+            batch.append(Inbound(as_bytes(first), frames[1:], key, address))
         return batch
 
     def _serve_batch(self) -> None:
@@ -98,13 +120,10 @@ class RouterService:
                     self.before_send(reply)
                 self.send(ident, reply)
 
-    def send(self, ident: bytes, frames: list[Any], *, track: bool = False) -> zmq.MessageTracker | bool:
-        """Send without blocking; a gone or stalled peer costs us a dropped reply, not a hang.
-
-        Returns False when dropped; otherwise True, or the message's tracker with ``track``.
-        """
+    def send(self, ident: bytes, frames: list[Any]) -> bool:
+        """Send without blocking; a gone or stalled peer costs us a dropped reply, not a hang."""
         try:
-            tracker = self.sock.send_multipart([ident, *frames], zmq.NOBLOCK, copy=self.copy, track=track)
+            self.sock.send_multipart([ident, *frames], zmq.NOBLOCK, copy=False)
         except zmq.Again:
             self.dropped += 1
             log.debug("reply dropped: peer queue full")
@@ -115,4 +134,4 @@ class RouterService:
             self.dropped += 1
             log.debug("reply dropped: peer gone")
             return False
-        return tracker if track and tracker is not None else True
+        return True

@@ -18,6 +18,8 @@ import zmq
 
 from messages import protocol as P
 
+from .keys import KeyPair, client_curve, serve_curve
+
 LINGER_MS = 200
 
 
@@ -44,10 +46,15 @@ def _apply(sock: zmq.Socket, limits: Limits) -> None:
     sock.setsockopt(zmq.RCVHWM, limits.rcvhwm)
 
 
-def router(ctx: zmq.Context, bind: str, limits: Limits) -> zmq.Socket:
-    """A ROUTER that raises instead of silently dropping replies to gone peers."""
+def router(ctx: zmq.Context, bind: str, limits: Limits, keys: KeyPair | None = None) -> zmq.Socket:
+    """A ROUTER that raises instead of silently dropping replies to gone peers; a CURVE server
+    with ``keys`` (the context must run an authenticator, see broker.keys)."""
     sock = ctx.socket(zmq.ROUTER)
     try:
+        if keys is not None:
+            serve_curve(sock, keys)
+        if "[" in bind or bind.startswith("tcp://*"):  # IPv6 (or any address): dual-stack
+            sock.setsockopt(zmq.IPV6, 1)
         sock.setsockopt(zmq.LINGER, LINGER_MS)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         _apply(sock, limits)
@@ -62,11 +69,14 @@ def router(ctx: zmq.Context, bind: str, limits: Limits) -> zmq.Socket:
     return sock
 
 
-def dealer(ctx: zmq.Context, endpoint: str, limits: Limits) -> zmq.Socket:
-    """A DEALER that reconnects quickly and detects a dead link by ZMTP heartbeats."""
+def dealer(
+    ctx: zmq.Context, endpoint: str, limits: Limits, keys: KeyPair | None = None, server_key: str = ""
+) -> zmq.Socket:
+    """A DEALER that reconnects quickly and detects a dead link by ZMTP heartbeats; a CURVE
+    client of ``server_key`` when given ``keys``."""
     sock = ctx.socket(zmq.DEALER)
     try:
-        configure_dealer(sock, limits)
+        configure_dealer(sock, limits, keys, server_key)
         sock.connect(endpoint)
     except zmq.ZMQError:
         sock.close(linger=0)
@@ -74,8 +84,13 @@ def dealer(ctx: zmq.Context, endpoint: str, limits: Limits) -> zmq.Socket:
     return sock
 
 
-def configure_dealer(sock: zmq.Socket, limits: Limits) -> None:
-    """Options for a DEALER: set before connect (heartbeat options only apply then)."""
+def configure_dealer(
+    sock: zmq.Socket, limits: Limits, keys: KeyPair | None = None, server_key: str = ""
+) -> None:
+    """Options for a DEALER: set before connect (heartbeat and CURVE options only apply then)."""
+    if keys is not None and server_key:
+        client_curve(sock, keys, server_key)
+    sock.setsockopt(zmq.IPV6, 1)
     sock.setsockopt(zmq.LINGER, 0)
     _apply(sock, limits)
     sock.setsockopt(zmq.RECONNECT_IVL, 100)

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 DEFAULT_TIMEOUT = 30.0
-TRACKER_READY = r"tracker listening on (tcp://\S+)"
+TRACKER_READY = r"tracker listening on (tcp://\S+) key (\S+)"
 
 
 class Process:
@@ -118,7 +118,8 @@ class TrackerProcess(Process):
         super().__init__(argv, "tracker", cwd=cwd)
         self.db = db
         try:
-            self.endpoint = self.wait_for(TRACKER_READY, timeout).group(1)
+            m = self.wait_for(TRACKER_READY, timeout)
+            self.endpoint, self.key = m.group(1), m.group(2)
         except BaseException:
             self.kill()
             raise
@@ -141,9 +142,19 @@ class ShellProcess(Process):
     """A peer whose shell reads commands from a pipe, one at a time."""
 
     def __init__(
-        self, tracker: str, home: str, *extra: str, name: str = "peer", cwd: str | None = None
+        self,
+        tracker: str,
+        home: str,
+        *extra: str,
+        key: str | None = None,
+        name: str = "peer",
+        cwd: str | None = None,
     ) -> None:
+        """A peer of the tracker(s) at ``tracker`` whose public key is ``key`` (learned on first
+        use when None)."""
         argv = [sys.executable, "-m", "peer", "--tracker", tracker, "--home", home, *extra]
+        if key is not None:
+            argv.append(f"--tracker-key={key}")  # a Z85 key may start with "-"
         super().__init__(argv, name, stdin=True, cwd=cwd)
         self.home = home
         self._marks = 0

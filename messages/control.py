@@ -103,7 +103,10 @@ class Reply:
     @classmethod
     def decode(cls, frames: list[Any]) -> Reply:
         check_frames(frames, CONTROL_TAG, (2,))
-        header = loads_header(frames[1])
+        return cls.from_header(loads_header(frames[1]))
+
+    @classmethod
+    def from_header(cls, header: dict[str, Any]) -> Reply:
         req_id = check_id(header.get("id"))
         ok = header.get("ok")
         if ok is True:
@@ -119,3 +122,32 @@ class Reply:
             raise ProtocolError(Code.BAD_JSON, "error needs a code and a message")
         known: Code | str = Code(code) if code in Code._value2member_map_ else code
         return cls(id=req_id, error=ErrorInfo(known, message[:1000]))
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """Something the tracker tells a peer unasked: a revocation, a removed file, a holder change.
+
+    Frames: ``[CONTROL_TAG, {"push": kind, "body": {...}}]`` on the same DEALER the peer uses
+    for its requests (the tracker knows its routing id from them). Kinds are PUSH_* in
+    ``protocol``; a peer ignores kinds it does not know.
+    """
+
+    kind: str
+    body: dict[str, Any]
+
+    def encode(self) -> list[bytes]:
+        return [CONTROL_TAG, dumps({"push": self.kind, "body": self.body})]
+
+
+def decode_inbound(frames: list[Any]) -> Reply | Push:
+    """What a peer's DEALER received from the tracker: a reply to a request, or a push."""
+    check_frames(frames, CONTROL_TAG, (2,))
+    header = loads_header(frames[1])
+    kind = header.get("push")
+    if kind is None:
+        return Reply.from_header(header)
+    body = header.get("body")
+    if not isinstance(kind, str) or not isinstance(body, dict):
+        raise ProtocolError(Code.BAD_JSON, "push needs a kind and a body")
+    return Push(kind[:40], body)

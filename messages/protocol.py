@@ -14,6 +14,7 @@ from __future__ import annotations
 
 CONTROL_TAG = b"TRK1"
 PIECE_TAG = b"TPC1"
+KEY_TAG = b"KEY1"  # the tracker's key service: [KEY_TAG] -> [KEY_TAG, public key]
 
 # Sizes.
 MAX_HEADER_BYTES = 64 * 1024  # a JSON header never needs more; bigger is an attack or a bug
@@ -65,6 +66,16 @@ OP_ANNOUNCE = "announce"
 OP_PROGRESS = "progress"
 OP_HEARTBEAT = "heartbeat"
 OP_PING = "ping"
+OP_REMOVE_FILE = "remove_file"
+OP_REMOVE_MEMBER = "remove_member"
+OP_REPORT = "report"  # a holder sent a piece that failed its hash
+OP_VERIFIED = "verified"  # a holder re-checked its copy after reports
+
+# What the tracker pushes to peers (messages.control.Push).
+PUSH_REVOKE = "revoke"  # to seeders: refuse grants a Revocation covers
+PUSH_REMOVED = "removed"  # to holders and downloaders: the admin removed a file
+PUSH_VERIFY = "verify"  # to a holder: downloaders reported these pieces as bad
+PUSH_HOLDERS = "holders"  # to a download: the file's holders changed
 
 # Piece operations.
 OP_GET_PIECE = "get"
@@ -73,6 +84,6 @@ OP_GET_DIGESTS = "digests"
 # Timing (seconds).
 HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_EXPIRY = 5.0  # the tracker drops a peer unseen for this long
-GRANT_LIFETIME = 600.0  # downloaders refresh holders (and grants) far more often
+GRANT_LIFETIME = 60.0  # downloaders refresh holders (and grants) well before; revocations are pushed
 REQUEST_TIMEOUT = 3.0  # one control request attempt
 REQUEST_RETRIES = 3

@@ -126,24 +126,26 @@ class FileMeta(Record):
 
 @dataclass(frozen=True, slots=True)
 class Grant(Record):
-    """The tracker's permission for ``user`` to fetch ``group/file`` from one seeder.
-
-    ``mac`` is an HMAC under that seeder's own key, so the seeder checks it without asking.
-    """
+    """The tracker's permission for the holder of CURVE key ``key`` to fetch ``group/file``
+    from any holder until ``exp``; ``sig`` is the tracker's Ed25519 signature (messages.grants)."""
 
     user: str
+    key: str
     group: str
     file: str
+    issued: float
     exp: float
-    mac: str
+    sig: str
 
 
 @dataclass(frozen=True, slots=True)
 class Holder(Record):
     user: str
     endpoint: str
+    key: str  # the holder's CURVE public key: the downloader connects to it with this key
+    plain: bool  # it serves pieces without encryption (its owner's choice, for a trusted LAN)
     have: str | None  # base64 bitfield for a partial holder; None when complete
-    grant: Grant
+    grant: Grant  # ours, for this file: good at every holder
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +153,30 @@ class Refusal(Record):
     group: str
     file: str
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation(Record):
+    """Grants issued before ``at`` that match every given field no longer hold.
+
+    ``key`` (a session ended), ``user`` + ``group`` (a member left or was removed), or
+    ``group`` + ``file`` (the file was removed): seeders refuse such grants at once.
+    """
+
+    at: float
+    key: str | None = None
+    user: str | None = None
+    group: str | None = None
+    file: str | None = None
+
+    def covers(self, g: Grant) -> bool:
+        return (
+            g.issued <= self.at
+            and self.key in (None, g.key)
+            and self.user in (None, g.user)
+            and self.group in (None, g.group)
+            and self.file in (None, g.file)
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import protocol as P
+from .endpoints import check_endpoint
 from .errors import Code, ProtocolError
 from .frames import check_int
 from .names import check_file_name, check_name
 
 Validator = Callable[[Any], Any]
 
-_ENDPOINT_RE = re.compile(r"tcp://([A-Za-z0-9][A-Za-z0-9.\-]{0,252}|\[[0-9A-Fa-f:.]{2,45}\]):([0-9]{1,5})")
 _HEX64_RE = re.compile(r"[0-9a-f]{64}")
+_Z85_KEY_RE = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
 
 
 def _user(v: Any) -> str:
@@ -50,17 +51,24 @@ def _hex64(v: Any) -> str:
     return v
 
 
-def check_endpoint(v: Any, *, any_port: bool = False) -> str:
-    """tcp://HOST:PORT; ``any_port`` also allows port 0 (bind to any free port)."""
-    m = _ENDPOINT_RE.fullmatch(v) if isinstance(v, str) else None
-    lowest = 0 if any_port else 1
-    if m is None or not lowest <= int(m.group(2)) <= 65535:
-        raise ProtocolError(Code.BAD_ARGS, f"endpoint must look like tcp://HOST:PORT (port {lowest}-65535)")
+def _endpoint(v: Any) -> str:
+    return check_endpoint(v)
+
+
+def _key(v: Any) -> str:
+    if not isinstance(v, str) or not _Z85_KEY_RE.fullmatch(v):
+        raise ProtocolError(Code.BAD_ARGS, "a key must be a 40-character Z85 CURVE key")
     return v
 
 
-def _endpoint(v: Any) -> str:
-    return check_endpoint(v)
+def _flag(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ProtocolError(Code.BAD_ARGS, "expected true or false")
+    return v
+
+
+def _piece_index(v: Any) -> int:
+    return check_int(v, 0, P.MAX_PIECES - 1, "piece")
 
 
 def _bitfield_text(v: Any) -> str:
@@ -116,9 +124,13 @@ OPS: dict[str, OpSpec] = {
     P.OP_SHARE_FILE: OpSpec({**_GF, "size": _size, "piece_size": _piece_size, "root": _hex64}, write=True),
     P.OP_STOP_SHARE: OpSpec(_GF, write=True),
     P.OP_HOLDERS: OpSpec(_GF, read=True),
-    P.OP_ANNOUNCE: OpSpec({"endpoint": _endpoint, "seed_key": _hex64, "shares": _share_refs}),
+    P.OP_ANNOUNCE: OpSpec({"endpoint": _endpoint, "plain": _flag, "shares": _share_refs}),
     P.OP_PROGRESS: OpSpec({**_GF, "have": _bitfield_text}),
     P.OP_HEARTBEAT: OpSpec({}),
+    P.OP_REMOVE_FILE: OpSpec(_GF, write=True),
+    P.OP_REMOVE_MEMBER: OpSpec(_GU, write=True),
+    P.OP_REPORT: OpSpec({**_GF, "holder": _key, "piece": _piece_index}),
+    P.OP_VERIFIED: OpSpec(_GF),
 }
 
 

@@ -10,58 +10,78 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import stat
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
 from broker.client import ControlClient
 from broker.eventbus import EventBus
+from broker.keys import load_or_create, start_authenticator
 from broker.sockets import new_context, term_context
+from broker.trackers import TrackerSet
 from messages import protocol as P
-from messages.control import Reply
+from messages.control import Push, Reply
 from messages.errors import Code, LocalError, ProtocolError, RemoteError, TorrentError
 from messages.events import ProgressEvent
+from messages.grants import GrantChecker
 from messages.names import check_file_name, check_name
 from messages.records import FileEntry, FileMeta, GroupEntry, LeaveResult, Refusal
 
 from .download import Download, Settings
 from .hashing import Progress, hash_file
 from .library import Library, Share
+from .pinning import explain_refusal, trusted_key
 from .presence import PresenceKeeper
+from .pushes import PushHandler
+from .revocations import Revocations
 from .seeder import Seeder
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class PeerOptions:
+    tracker_key: str | None = None  # None: pinned in the home, or learned on first use
+    listen: str = "tcp://127.0.0.1:0"  # where the seeder listens (port 0: any free port)
+    advertise: str | None = None  # the endpoint to tell the tracker, if not the one we listen on
+    piece_size: int = P.DEFAULT_PIECE_SIZE  # for uploads
+    settings: Settings = field(default_factory=Settings)  # for downloads
+    upload_limit: float | None = None  # bytes/s served to others
+    plain_pieces: bool = False  # serve pieces without encryption
+    heartbeat: float = P.HEARTBEAT_INTERVAL
+    publish_to: str | None = None  # also send progress events there
+
+
 class Peer:
-    def __init__(
-        self,
-        tracker: str,
-        *,
-        home: str,
-        listen: str = "tcp://127.0.0.1:0",
-        advertise: str | None = None,
-        piece_size: int = P.DEFAULT_PIECE_SIZE,
-        settings: Settings | None = None,
-        upload_limit: float | None = None,
-        heartbeat: float = P.HEARTBEAT_INTERVAL,
-        publish_to: str | None = None,
-    ) -> None:
-        self.tracker = tracker
+    def __init__(self, trackers: list[str], home: str, options: PeerOptions | None = None) -> None:
+        """Raises LocalError(BAD_KEY) when the trackers' key is neither given, pinned nor
+        learnable, and zmq.ZMQError when the seeder cannot listen where asked."""
+        o = self.options = options or PeerOptions()
         self.home = os.path.abspath(home)
         os.makedirs(self.home, exist_ok=True)
-        self.piece_size = piece_size
-        self.settings = settings or Settings()
+        self.piece_size, self.settings, self.plain_pieces = o.piece_size, o.settings, o.plain_pieces
         self.ctx = new_context()
+        self.keys = load_or_create(self.home, "peer")
+        try:
+            key, self.trust_note = trusted_key(self.ctx, self.home, trackers, o.tracker_key)
+            self.trackers = TrackerSet(trackers, key, self.keys)
+            self.auth = start_authenticator(self.ctx)
+        except BaseException:
+            term_context(self.ctx)
+            raise
         self.library = Library()
-        self.events = EventBus(self.ctx, publish_to)
-        self.seed_key = secrets.token_bytes(32)
-        self.seeder = Seeder(self.ctx, listen, self.library, self.seed_key, upload_limit)
-        self.endpoint = advertise or self.seeder.endpoint.replace("0.0.0.0", "127.0.0.1")
+        self.revoked = Revocations()
+        self.distrusted: set[tuple[str, str, str]] = set()  # (holder key, group, file) that sent bad data
+        self.events = EventBus(self.ctx, o.publish_to)
+        keys = None if o.plain_pieces else self.keys
+        self.seeder = Seeder(self.ctx, o.listen, self.library, keys, self.revoked, o.upload_limit)
+        self.endpoint = o.advertise or self.seeder.endpoint.replace("0.0.0.0", "127.0.0.1")
+        self.on_note: Callable[[str], None] = lambda note: log.warning("%s", note)
+        self.on_download_end: Callable[[ProgressEvent], None] | None = None
         self.user: str | None = None
         self._token: str | None = None
         self._state_lock = threading.Lock()  # guards _downloads and _finished
@@ -69,10 +89,17 @@ class Peer:
         self._control: ControlClient | None = None  # the API thread's own
         self._downloads: dict[tuple[str, str], Download] = {}
         self._finished: list[Download] = []
-        self.on_download_end: Callable[[ProgressEvent], None] | None = None
+        self.pushes = PushHandler(self)
         self.presence = PresenceKeeper(
-            self.ctx, tracker, self._current_token, self._announce, self._session_lost, heartbeat
+            self.ctx,
+            self.trackers,
+            self._current_token,
+            self._announce,
+            self._session_lost,
+            self.pushes.handle,
+            o.heartbeat,
         )
+        self.presence.pending = self.pushes.run_pending
 
     # --- life cycle -------------------------------------------------------------------------
     def start(self) -> Peer:
@@ -96,6 +123,7 @@ class Peer:
         self.events.stop()
         if self._control is not None:
             self._control.close()
+        self.auth.stop()
         if not term_context(self.ctx):
             log.warning("some sockets were still open at exit")
 
@@ -119,13 +147,32 @@ class Peer:
             token = self._token
             if not token:
                 raise LocalError(Code.NOT_LOGGED_IN, "log in first")
-        return self._client().call(op, args or {}, token=token, retries=retries)
+        client = self._client()
+        try:
+            return client.call(op, args or {}, token=token, retries=retries)
+        except LocalError as exc:
+            if exc.code != Code.BAD_KEY:
+                raise
+            raise explain_refusal(
+                self.ctx, self.home, client.endpoint or self.trackers.current(), self.trackers.server_key
+            ) from None
 
     def _client(self) -> ControlClient:
         """The API thread's own DEALER to the tracker (made on first use)."""
         if self._control is None:
-            self._control = ControlClient(self.ctx, self.tracker)
+            control: ControlClient | None = None
+
+            def on_push(push: Push) -> None:
+                if control is not None:
+                    self.pushes.handle(push, control)
+
+            control = self._control = ControlClient(self.ctx, self.trackers, on_push=on_push)
         return self._control
+
+    @property
+    def tracker(self) -> str:
+        """The tracker in use now."""
+        return self.trackers.current()
 
     def _current_token(self) -> str | None:
         return self._token
@@ -138,16 +185,24 @@ class Peer:
         with self._sync:
             args = {
                 "endpoint": self.endpoint,
-                "seed_key": self.seed_key.hex(),
+                "plain": self.plain_pieces,
                 "shares": self.library.announce_refs(),
             }
             reply = client.call(P.OP_ANNOUNCE, args, token=token).unwrap()
+            self._trust_grants(reply.get("grant_key"))
             notes = []
             for item in reply.get("refused", []):
                 r = Refusal.from_wire(item)
                 self.library.remove((r.group, r.file))
                 notes.append(f"not serving [{r.group}] {r.file}: {r.message}")
             return notes
+
+    def _trust_grants(self, public: object) -> None:
+        """The tracker's grant key, learned over the pinned CURVE channel: seeders need it."""
+        if not isinstance(public, str):
+            raise ProtocolError(Code.BAD_KEY, "the tracker sent no grant key")
+        if self.seeder.server.grants is None or self.seeder.server.grants.public != public:
+            self.seeder.server.grants = GrantChecker(public)
 
     def _session_lost(self) -> None:
         self._token = None
@@ -200,6 +255,9 @@ class Peer:
                 d.cancel()
         self.library.remove_group(group)
         return result
+
+    def remove_member(self, group: str, user: str) -> LeaveResult:
+        return LeaveResult.from_wire(self._call(P.OP_REMOVE_MEMBER, {"group": group, "user": user}).unwrap())
 
     def list_groups(self) -> list[GroupEntry]:
         return [GroupEntry.from_wire(g) for g in self._call(P.OP_LIST_GROUPS).unwrap()["groups"]]
@@ -269,6 +327,11 @@ class Peer:
                     self.library.remove(meta.key)
                 raise
 
+    def remove_file(self, group: str, name: str) -> None:
+        """Admin only: the file leaves the group for everyone (holders stop, downloads end)."""
+        self._call(P.OP_REMOVE_FILE, {"group": group, "file": name}).unwrap()
+        self.library.remove((group, name))
+
     def stop_share(self, group: str, name: str) -> bool:
         """Stop sharing; True when the file left the group (we were its last sharer)."""
         key = (group, name)
@@ -303,7 +366,7 @@ class Peer:
         meta = self.file_info(group, name)
         d = Download(
             self.ctx,
-            self.tracker,
+            self.trackers,
             self._current_token,
             self.library,
             meta,
@@ -314,6 +377,7 @@ class Peer:
             peer_name=self.user or "",
             on_complete=self._reshare,
             on_end=self._download_ended,
+            distrusted=self.distrusted,
         )
         with self._state_lock:  # check and insert in one step: two starts cannot both pass
             if key in self._downloads:
@@ -331,7 +395,7 @@ class Peer:
         token = self._token
         if not token:
             return "downloaded, but not shared: logged out meanwhile"
-        client = ControlClient(self.ctx, self.tracker)
+        client = ControlClient(self.ctx, self.trackers)
         try:
             self._share(lambda op, args: client.call(op, args, token=token), d.meta, d.final, d.digests)
         except TorrentError as exc:

@@ -14,84 +14,63 @@ from collections.abc import Callable
 import zmq
 from rich.console import Console
 
-from messages.errors import Code, LocalError, ProtocolError
-from messages.protocol import DEFAULT_PIECE_SIZE, MAX_PIECE_SIZE, MIN_PIECE_SIZE
-from messages.schema import check_endpoint
+from messages.errors import Code, LocalError
+from messages.protocol import DEFAULT_PIECE_SIZE
 
-from .api import Peer
+from .api import Peer, PeerOptions
+from .argtypes import (
+    at_least_one,
+    endpoint,
+    listen_endpoint,
+    piece_size,
+    rate,
+    seconds,
+    tracker_key,
+    tracker_list,
+)
 from .download import Settings
 from .shell import Shell
 
 DEFAULT_HOME = os.path.join("~", ".torrent", "peer")
 
 
-def parse_size(text: str) -> int:
-    """'512K', '4M', '1G' or plain bytes."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    try:
-        if text and text[-1] in units:
-            return int(float(text[:-1]) * units[text[-1]])
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 512K, 4M, 1G)") from None
-
-
-def piece_size(text: str) -> int:
-    n = parse_size(text)
-    if not MIN_PIECE_SIZE <= n <= MAX_PIECE_SIZE or n & (n - 1):
-        raise argparse.ArgumentTypeError(
-            f"must be a power of two from {MIN_PIECE_SIZE // 1024}K to {MAX_PIECE_SIZE >> 20}M"
-        )
-    return n
-
-
-def rate(text: str) -> int:
-    n = parse_size(text)
-    if n <= 0:
-        raise argparse.ArgumentTypeError("must be a positive number of bytes per second")
-    return n
-
-
-def at_least_one(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= n <= 256:
-        raise argparse.ArgumentTypeError("must be a whole number from 1 to 256")
-    return n
-
-
-def seconds(text: str) -> float:
-    try:
-        n = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0.1 <= n <= 3600:
-        raise argparse.ArgumentTypeError("must be from 0.1 to 3600 seconds")
-    return n
-
-
-def endpoint(text: str) -> str:
-    try:
-        return check_endpoint(text)
-    except ProtocolError as exc:
-        raise argparse.ArgumentTypeError(exc.message) from None
-
-
-def listen_endpoint(text: str) -> str:
-    try:
-        return check_endpoint(text, any_port=True)
-    except ProtocolError as exc:
-        raise argparse.ArgumentTypeError(exc.message) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
-    d = Settings()
     ap = argparse.ArgumentParser(prog="torrent-peer", description="Torrent peer: shell and seeder")
+    _network_options(ap)
+    _transfer_options(ap)
     ap.add_argument(
-        "--tracker", required=True, type=endpoint, help="tracker endpoint, e.g. tcp://127.0.0.1:6000"
+        "-c", "--command", action="append", dest="commands", help="run this command (repeatable), then exit"
+    )
+    ap.add_argument("--publish", help="also send progress events to this endpoint (a SUB bound there)")
+    ap.add_argument(
+        "--stay", action="store_true", help="after the commands, keep serving until SIGINT/SIGTERM"
+    )
+    ap.add_argument(
+        "--password-file",
+        help="read the password for login/create_user without one from this file (first line); "
+        f"or set {PASSWORD_ENV}; on a terminal you are asked",
+    )
+    ap.add_argument("--verbose", "-v", action="store_true", help="log to the console too")
+    return ap
+
+
+def _network_options(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument(
+        "--tracker",
+        required=True,
+        type=tracker_list,
+        help="tracker endpoint, e.g. tcp://127.0.0.1:6000; several, comma-separated, for a cluster",
+    )
+    ap.add_argument(
+        "--tracker-key",
+        type=tracker_key,
+        help="the trackers' public key (scripts/tracker --show-key); without it the key is learned on "
+        "first use and pinned in the home",
+    )
+    ap.add_argument(
+        "--plain-pieces",
+        action="store_true",
+        help="serve pieces without encryption (a trusted LAN; control traffic stays encrypted)",
     )
     ap.add_argument(
         "--listen",
@@ -103,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--advertise", type=endpoint, help="endpoint to tell the tracker, when --listen is a wildcard address"
     )
     ap.add_argument("--home", default=DEFAULT_HOME, help=f"this peer's state folder (default {DEFAULT_HOME})")
+
+
+def _transfer_options(ap: argparse.ArgumentParser) -> None:
+    d = Settings()
     ap.add_argument(
         "--piece-size",
         type=piece_size,
@@ -122,20 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds before a piece request is given up",
     )
     ap.add_argument("--upload-limit", type=rate, help="cap on bytes/s served to others")
-    ap.add_argument(
-        "-c", "--command", action="append", dest="commands", help="run this command (repeatable), then exit"
-    )
-    ap.add_argument("--publish", help="also send progress events to this endpoint (a SUB bound there)")
-    ap.add_argument(
-        "--stay", action="store_true", help="after the commands, keep serving until SIGINT/SIGTERM"
-    )
-    ap.add_argument(
-        "--password-file",
-        help="read the password for login/create_user without one from this file (first line); "
-        f"or set {PASSWORD_ENV}; on a terminal you are asked",
-    )
-    ap.add_argument("--verbose", "-v", action="store_true", help="log to the console too")
-    return ap
 
 
 PASSWORD_ENV = "TORRENT_PASSWORD"
@@ -195,19 +164,22 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers, max_per_holder=args.per_holder, piece_timeout=args.piece_timeout
     )
     try:
-        peer = Peer(
-            args.tracker,
-            home=home,
+        options = PeerOptions(
+            tracker_key=args.tracker_key,
             listen=args.listen,
             advertise=args.advertise,
             piece_size=args.piece_size,
             settings=settings,
             upload_limit=args.upload_limit,
+            plain_pieces=args.plain_pieces,
             publish_to=args.publish,
         )
-    except zmq.ZMQError as exc:
+        peer = Peer(args.tracker, home, options)
+    except (zmq.ZMQError, LocalError) as exc:
         err.print(f"error: cannot start peer: {exc}")
         return 1
+    if peer.trust_note:
+        err.print(f"note: {peer.trust_note}")
     signal.signal(signal.SIGTERM, _terminate)
     interactive = args.commands is None and sys.stdin.isatty()
     out = Console(highlight=False, soft_wrap=True)

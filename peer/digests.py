@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import zmq
 
+from broker.keys import KeyPair
 from broker.sockets import configure_dealer, piece_limits, recv_bounded
 from messages.errors import Code, LocalError, ProtocolError
 from messages.pieces import PieceReply, PieceRequest
@@ -46,8 +47,8 @@ class _Asking:
 class DigestFetch:
     """Asks holders for the digests; ``poll`` returns them once one holder's set checks out."""
 
-    def __init__(self, ctx: zmq.Context, meta: FileMeta, timeout: float) -> None:
-        self.ctx, self.meta, self.timeout = ctx, meta, timeout
+    def __init__(self, ctx: zmq.Context, meta: FileMeta, keys: KeyPair, timeout: float) -> None:
+        self.ctx, self.meta, self.keys, self.timeout = ctx, meta, keys, timeout
         self.asking: dict[str, _Asking] = {}
         self.failed: dict[str, float] = {}  # holder endpoint -> when it failed
         self.reasons: list[str] = []
@@ -67,7 +68,8 @@ class DigestFetch:
     def _ask(self, h: Holder, now: float) -> _Asking:
         sock = self.ctx.socket(zmq.DEALER)
         try:
-            configure_dealer(sock, piece_limits(self.meta.piece_size))
+            server = "" if h.plain else h.key
+            configure_dealer(sock, piece_limits(self.meta.piece_size), self.keys if server else None, server)
             sock.connect(h.endpoint)
         except zmq.ZMQError:
             sock.close(linger=0)

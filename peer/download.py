@@ -25,6 +25,7 @@ import zmq
 
 from broker.client import AsyncControl
 from broker.eventbus import EventBus
+from broker.trackers import TrackerSet
 from messages import protocol as P
 from messages.bitfield import Bitfield
 from messages.errors import Code, LocalError, ProtocolError, TorrentError
@@ -71,7 +72,7 @@ class Download:
     def __init__(
         self,
         ctx: zmq.Context,
-        tracker: str,
+        trackers: TrackerSet,
         token: Callable[[], str | None],
         library: Library,
         meta: FileMeta,
@@ -83,8 +84,13 @@ class Download:
         peer_name: str = "",
         on_complete: Callable[[Download], str] | None = None,
         on_end: Callable[[Download], None] | None = None,
+        distrusted: set[tuple[str, str, str]] | None = None,
     ) -> None:
-        self.ctx, self.tracker, self.token = ctx, tracker, token
+        """``distrusted`` holds (holder key, group, file) that sent this process bad data: such
+        holders are never asked, and holders found bad here are added to it."""
+        self.ctx, self.trackers, self.token = ctx, trackers, token
+        self.distrusted = distrusted if distrusted is not None else set()
+        self._reports: list[dict[str, object]] = []  # bad pieces to tell the tracker about
         self.library, self.meta = library, meta
         self.digests = digests or b""  # fetched from a holder first when not known
         self.settings, self.events, self.peer_name = settings, events, peer_name
@@ -102,6 +108,7 @@ class Download:
         self._pub: zmq.Socket | None = None
         self._last_event = 0.0
         self._cancel = threading.Event()
+        self._cancel_reason = ""
         self._workers_stop = threading.Event()
         self._snapshot = self._make_snapshot()
         self._thread = threading.Thread(target=self._run, name=f"download-{meta.name}", daemon=True)
@@ -111,7 +118,9 @@ class Download:
     def start(self) -> None:
         self._thread.start()
 
-    def cancel(self) -> None:
+    def cancel(self, reason: str = "") -> None:
+        """End the download; ``reason`` becomes its error (default: cancelled, kept for a resume)."""
+        self._cancel_reason = reason
         self._cancel.set()
 
     def join(self, timeout: float | None = None) -> bool:
@@ -127,7 +136,7 @@ class Download:
 
     # --- the coordinator thread -------------------------------------------------------------
     def _run(self) -> None:
-        link = AsyncControl(self.ctx, self.tracker, timeout=2.0)
+        link = AsyncControl(self.ctx, self.trackers, timeout=2.0)
         self._pub = self.events.publisher() if self.events is not None else None
         try:
             self._download(link)
@@ -162,7 +171,8 @@ class Download:
         """Ask listed holders for digests that match the root; wait for holders if none."""
         if self.meta.num_pieces == 0:
             return b""
-        fetch = DigestFetch(self.ctx, self.meta, min(self.settings.piece_timeout, DIGEST_TIMEOUT))
+        timeout = min(self.settings.piece_timeout, DIGEST_TIMEOUT)
+        fetch = DigestFetch(self.ctx, self.meta, self.trackers.keys, timeout)
         try:
             while True:
                 self._check_cancel()
@@ -179,7 +189,9 @@ class Download:
 
     def _check_cancel(self) -> None:
         if self._cancel.is_set():
-            raise LocalError(Code.DOWNLOAD_FAILED, "cancelled; partial file kept for a resume")
+            raise LocalError(
+                Code.DOWNLOAD_FAILED, self._cancel_reason or "cancelled; partial file kept for a resume"
+            )
 
     def _fetch(self, link: AsyncControl) -> None:
         tag = f"inproc://download-{next(_ids)}"
@@ -199,7 +211,14 @@ class Download:
     def _start_workers(self, pipes: tuple[str, str], sink: zmq.Socket) -> None:
         for i in range(self.settings.workers):
             w = Fetcher(
-                self.ctx, pipes, self.meta, self.digests, self.part.fd, self._workers_stop, f"{pipes[0]}-w{i}"
+                self.ctx,
+                pipes,
+                self.meta,
+                self.digests,
+                self.part.fd,
+                self.trackers.keys,
+                self._workers_stop,
+                f"{pipes[0]}-w{i}",
             )
             w.start()
             self._workers.append(w)
@@ -233,8 +252,11 @@ class Download:
         token = self.token()
         if link.busy or not token:
             return
+        if self._reports:  # bad data first: the sooner the tracker knows, the fewer are hurt
+            link.start(P.OP_REPORT, self._reports.pop(0), token=token)
+            return
         op = self.schedule.next_call(now)
-        args = {"group": self.meta.group, "file": self.meta.name}
+        args: dict[str, object] = {"group": self.meta.group, "file": self.meta.name}
         if op == P.OP_PROGRESS:
             args["have"] = self.picker.have.encode()
         if op is not None:
@@ -243,7 +265,8 @@ class Download:
     def _ventilate(self, vent: zmq.Socket, now: float) -> None:
         while (choice := self.picker.assign(now)) is not None:
             piece, hid = choice
-            a = Assignment(piece, hid, self._holders[hid].grant, self.settings.piece_timeout)
+            h = self._holders[hid]
+            a = Assignment(piece, hid, h.grant, self.settings.piece_timeout, key="" if h.plain else h.key)
             try:
                 vent.send_multipart(a.encode(), zmq.NOBLOCK)
             except zmq.Again:  # no worker takes work: give the piece back
@@ -294,6 +317,7 @@ class Download:
             self._tally.failures[user] = self._tally.failures.get(user, 0) + 1
             if r.outcome is Outcome.BAD_DATA:
                 self._tally.note = f"{user} sent bad data and was dropped"
+                self._distrust(r)
             return
         if self.picker.done(r.piece, r.holder):  # False: an endgame duplicate
             self.library.mark(self.key, r.piece)
@@ -312,11 +336,24 @@ class Download:
             seen.add(h.endpoint)
             self._holders[h.endpoint] = h
             self._names[h.endpoint] = h.user
+            if (h.key, self.meta.group, self.meta.name) in self.distrusted:
+                self.picker.banned.add(h.endpoint)
             self.picker.update_holder(h.endpoint, have)
         for hid in [hid for hid in self.picker.holders if hid not in seen]:
             self.picker.remove_holder(hid)
             self.schedule.forget_holder(hid)
             self._holders.pop(hid, None)
+
+    def _distrust(self, r: Result) -> None:
+        """Never ask this holder for this file again in this process; report a bad piece."""
+        h = self._holders.get(r.holder)
+        if h is None:
+            return
+        self.distrusted.add((h.key, self.meta.group, self.meta.name))
+        if r.code == Code.BAD_PIECE:
+            self._reports.append(
+                {"group": self.meta.group, "file": self.meta.name, "holder": h.key, "piece": r.piece}
+            )
 
     def _user(self, hid: str) -> str:
         return self._names.get(hid, hid)

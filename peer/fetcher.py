@@ -18,6 +18,7 @@ import time
 
 import zmq
 
+from broker.keys import KeyPair
 from broker.sockets import configure_dealer, piece_limits, recv_bounded
 from messages.errors import Code, ProtocolError
 from messages.pieces import PieceReply, PieceRequest
@@ -42,6 +43,7 @@ class Fetcher(threading.Thread):
         meta: FileMeta,
         digests: bytes,
         fd: int,
+        keys: KeyPair,
         stop: threading.Event,
         name: str,
     ) -> None:
@@ -51,6 +53,7 @@ class Fetcher(threading.Thread):
         self.meta = meta
         self.digests = digests
         self.fd = fd
+        self.keys = keys
         self.stop_event = stop
         self._ids = itertools.count(1)
         self._dealers: dict[str, zmq.Socket] = {}
@@ -101,7 +104,9 @@ class Fetcher(threading.Thread):
         if sock is None:
             sock = self.ctx.socket(zmq.DEALER)
             try:
-                configure_dealer(sock, piece_limits(self.meta.piece_size))
+                configure_dealer(
+                    sock, piece_limits(self.meta.piece_size), self.keys if a.key else None, a.key
+                )
                 sock.connect(a.holder)
             except zmq.ZMQError:
                 sock.close(linger=0)

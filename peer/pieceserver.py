@@ -1,7 +1,8 @@
 """The seeder's logic: a piece request's frames in, the reply's frames out, no socket.
 
-It checks, in order: the message is well formed, the grant was signed for this file with our
-key and is current, we serve the file and hold the piece, the requester's share of the send
+It checks, in order: the message is well formed; the grant was signed by the tracker, for this
+file, for the very key that sent the request (ZeroMQ authenticated it), is current and was not
+revoked since; we serve the file and hold the piece; the requester's share of the send
 budget has room, and the file on disk has not changed since it was shared (size and mtime, one
 fstat). Only then does it read the piece into a pooled buffer, which goes out as a raw frame
 without being copied again; the frame's tracker gives the buffer back to the pool once ZeroMQ
@@ -20,14 +21,24 @@ from typing import Any
 import zmq
 
 from messages.errors import Code, Refused, TorrentError
-from messages.grants import check_grant
+from messages.grants import GrantChecker
 from messages.pieces import PieceReply, PieceRequest
 from messages.protocol import DIGEST_SIZE, DIGESTS_PER_PAGE, OP_GET_DIGESTS
+from messages.records import Revocation
 
 from .budget import SendBudget
 from .library import Library, Share
+from .revocations import Revocations
 
 log = logging.getLogger(__name__)
+
+
+def _why(rev: Revocation) -> str:
+    if rev.file is not None:
+        return "the file was removed from the group"
+    if rev.group is not None:
+        return f"{rev.user} is no longer a member of {rev.group}"
+    return "that session ended"
 
 
 def digest_page(digests: bytes, count: int, page: int) -> bytes:
@@ -42,22 +53,25 @@ class PieceServer:
     def __init__(
         self,
         library: Library,
-        seed_key: bytes,
+        revoked: Revocations | None = None,
         budget: SendBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.library = library
-        self.seed_key = seed_key
+        self.grants: GrantChecker | None = None  # set once the tracker gave us its grant key
+        self.revoked = revoked or Revocations()
         self.budget = budget or SendBudget()
         self.clock = clock
         self._fds: dict[str, int] = {}
 
-    def answer(self, frames: list[Any]) -> list[Any]:
+    def answer(self, frames: list[Any], requester: str = "") -> list[Any]:
+        """The reply to one request; ``requester`` is the CURVE key that sent it ("" when the
+        seeder serves without encryption: grants are then bearer tokens)."""
         req_id, piece = 0, -1
         try:
             req = PieceRequest.decode(frames)
             req_id, piece = req.id, req.piece
-            check_grant(self.seed_key, req.grant, req.group, req.file)
+            self._check_grant(req, requester)
             share = self.library.get((req.group, req.file))
             if share is None:
                 raise Refused(Code.NOT_SHARING, f"not sharing {req.file!r} in {req.group!r}")
@@ -67,7 +81,7 @@ class PieceServer:
             elif not self.library.has(share.meta.key, req.piece):
                 raise Refused(Code.NO_SUCH_PIECE, f"piece {req.piece} of {req.file!r} is not here (yet)")
             else:
-                payload = self._piece(share, req.piece, req.grant.user)
+                payload = self._piece(share, req.piece, requester or req.grant.user)
         except TorrentError as exc:
             return PieceReply.failure(req_id, piece, exc).encode()
         except Exception:  # a bug must cost one request, never the seeder
@@ -76,6 +90,14 @@ class PieceServer:
                 req_id, piece, TorrentError(Code.INTERNAL, "seeder internal error")
             ).encode()
         return PieceReply(req_id, piece, payload).encode()
+
+    def _check_grant(self, req: PieceRequest, requester: str) -> None:
+        if self.grants is None:
+            raise Refused(Code.BAD_GRANT, "this holder is not in touch with a tracker yet")
+        self.grants.check(req.grant, req.group, req.file, requester or None)
+        rev = self.revoked.covering(req.grant)
+        if rev is not None:
+            raise Refused(Code.BAD_GRANT, "access revoked: " + _why(rev))
 
     def _piece(self, share: Share, piece: int, requester: str) -> zmq.Frame:
         buf = self.budget.take(requester, share.meta.piece_size, self.clock())
@@ -129,6 +151,7 @@ class PieceServer:
     def sweep(self) -> None:
         """Close files we no longer serve (stopped shares, renamed partials); trim the pool."""
         self.budget.trim(self.clock())
+        self.revoked.prune()
         live = self.library.paths()
         for path in [p for p in self._fds if p not in live]:
             self._drop_fd(path)

@@ -12,12 +12,14 @@ from typing import Any
 
 import zmq
 
-from broker.service import Message, RouterService
+from broker.keys import KeyPair
+from broker.service import Inbound, Outbound, RouterService
 from broker.sockets import LIMITS
 from broker.thread import ServiceThread
 
 from .library import Library
 from .pieceserver import PieceServer
+from .revocations import Revocations
 
 
 class RateLimit:
@@ -42,24 +44,26 @@ class Seeder(ServiceThread):
         ctx: zmq.Context,
         listen: str,
         library: Library,
-        seed_key: bytes,
+        keys: KeyPair | None,
+        revoked: Revocations,
         upload_limit: float | None = None,
     ) -> None:
+        """A CURVE server with ``keys``; without, pieces travel unencrypted (a trusted LAN)."""
         super().__init__("seeder")
-        self.server = PieceServer(library, seed_key)
+        self.server = PieceServer(library, revoked)
         self.limit = RateLimit(upload_limit) if upload_limit else None
         self.service = RouterService(
             ctx,
             listen,
             self._answer_batch,
             LIMITS["seeder"],
-            copy=False,
+            keys=keys,
             before_send=self._pace if self.limit else None,
         )
         self.endpoint = self.service.endpoint
 
-    def _answer_batch(self, batch: list[Message]) -> list[Message]:
-        return [(ident, self.server.answer(frames)) for ident, frames in batch]
+    def _answer_batch(self, batch: list[Inbound]) -> list[Outbound]:
+        return [(m.ident, self.server.answer(m.frames, m.key)) for m in batch]
 
     def _pace(self, reply: list[Any]) -> None:
         if self.limit is not None and len(reply) == 3:

@@ -56,6 +56,7 @@ class Shell:
         self.quit = False
         self._print_lock = threading.Lock()
         peer.on_download_end = self._download_ended
+        peer.on_note = lambda note: self.say(f"note: {note}")
 
     # --- output -----------------------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -207,6 +208,14 @@ class Shell:
         how = "shared" if new else "shared (one more holder)"
         self.say(f"{how} [{meta.group}] {meta.name}: {human_size(meta.size)}, {meta.num_pieces} pieces")
 
+    def remove_file(self, a: list[str]) -> None:
+        self.peer.remove_file(a[0], a[1])
+        self.say(f"removed {a[1]} from {a[0]} for everyone")
+
+    def remove_member(self, a: list[str]) -> None:
+        self.peer.remove_member(a[0], a[1])
+        self.say(f"{a[1]} is no longer a member of {a[0]}")
+
     def stop_share(self, a: list[str]) -> None:
         removed = self.peer.stop_share(a[0], a[1])
         self.say(f"stopped sharing [{a[0]}] {a[1]}" + ("; no one shares it any more" if removed else ""))
@@ -264,7 +273,11 @@ class Shell:
     def status(self, _a: list[str]) -> None:
         who = self.peer.user if self.peer.logged_in else "nobody (not logged in)"
         shares = sum(1 for share in self.peer.shares() if share.complete)
-        self.say(f"user {who}; serving on {self.peer.endpoint}; tracker {self.peer.tracker}; {shares} shares")
+        pieces = "unencrypted" if self.peer.plain_pieces else "encrypted"
+        self.say(
+            f"user {who}; serving on {self.peer.endpoint} ({pieces}); tracker {self.peer.tracker}; "
+            f"{shares} shares; our key {self.peer.keys.public}"
+        )
 
     def help(self, _a: list[str]) -> None:
         width = max(len(n) for n in COMMANDS)
@@ -336,6 +349,12 @@ COMMANDS: dict[str, Command] = {
     ),
     "show_downloads": Command((), "[D] running, [C] complete, [F] failed", Shell.show_downloads),
     "stop_share": Command(("<group>", "<file>"), "stop sharing a file", Shell.stop_share),
+    "remove_file": Command(
+        ("<group>", "<file>"), "remove a file from the group for everyone (admin)", Shell.remove_file
+    ),
+    "remove_member": Command(
+        ("<group>", "<user>"), "remove a member from the group (admin)", Shell.remove_member
+    ),
     "watch": Command((), "live view of running downloads (Ctrl-C leaves it)", Shell.watch),
     "wait": Command((), "block until running downloads end", Shell.wait),
     "status": Command((), "who you are, where you serve, what you share", Shell.status),

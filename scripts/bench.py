@@ -22,7 +22,7 @@ from bench_download import DownloadBench, recycle_page_cache, summarize
 from rich.console import Console
 from rich.table import Table
 
-from peer.cli import parse_size
+from peer.argtypes import parse_size
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

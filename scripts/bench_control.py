@@ -19,7 +19,6 @@ import math
 import os
 import pathlib
 import resource
-import secrets
 import signal
 import sqlite3
 import sys
@@ -34,7 +33,9 @@ import orjson
 import zmq
 
 from broker.client import ControlClient
+from broker.keys import KeyPair, serve_curve, start_authenticator
 from broker.sockets import LIMITS, dealer
+from broker.trackers import TrackerSet
 from launch.processes import Process, TrackerProcess, report
 from messages import protocol as P
 from messages.control import Reply, Request
@@ -47,6 +48,7 @@ ADMIN = "admin"
 PASSWORD = "bench-pw"
 PIECE_SIZE = 512 * 1024
 PIECES = 128  # a 64 MiB file: holders answers need no more
+CLIENT = KeyPair.generate()  # every simulated client speaks from this key (sessions are bound to it)
 READY_TIMEOUT = 30.0  # process start, connect and one warm-up ping per socket
 DRAIN = 1.0  # after issuing stops, how long clients wait for their last replies
 KILL_TAIL = 0.5  # join phase: clients keep writing this long after the window; the kill lands midway
@@ -107,17 +109,20 @@ class _Runner:
         self.procs = procs
         self.children: list[Process] = []
         self.phases: dict[str, _Phase] = {}
+        self.server_key = ""
 
     # --- the benchmark ----------------------------------------------------------------------------
     def all(self, ctx: zmq.Context, db: str) -> dict[str, Any]:
         echo = self._spawn(["echo"], "echo server", stdin=True)
-        endpoint = echo.json_line("endpoint", READY_TIMEOUT)["endpoint"]
+        hello = echo.json_line("endpoint", READY_TIMEOUT)
+        endpoint, self.server_key = hello["endpoint"], hello["key"]
         self._phase("echo", endpoint, P.OP_PING, echo.pid, [(f"u{k}", "") for k in range(self.clients)])
         echo.kill()
 
         tracker = self._start_tracker(db, "tcp://127.0.0.1:0")
+        self.server_key = tracker.key
         endpoint = tracker.endpoint
-        s = _setup(ctx, endpoint, self.clients)
+        s = _setup(ctx, TrackerSet([endpoint], tracker.key, CLIENT), self.clients)
         self._phase("tracker_ping", endpoint, P.OP_PING, tracker.pid, s.users)
         self._phase("list_files", endpoint, P.OP_LIST_FILES, tracker.pid, s.users)
         self._phase("holders", endpoint, P.OP_HOLDERS, tracker.pid, s.users, keepalive=lambda: _keepalive(s))
@@ -127,14 +132,14 @@ class _Runner:
 
         # Join targets: enough for the join run at the rate creates just reached, and more.
         quota = math.ceil(created.rps * (self.duration + KILL_TAIL) * JOIN_HEADROOM / self.clients) + 20
-        _pipeline_create(ctx, endpoint, s.admin_token, [f"j{i}" for i in range(quota * self.clients)])
+        _pipeline_create(ctx, s.admin.trackers, s.admin_token, [f"j{i}" for i in range(quota * self.clients)])
         joined = self._phase(
             "join_group", endpoint, P.OP_JOIN_GROUP, tracker.pid, s.users, quota=quota, kill=tracker
         )
         s.admin.close()
 
         restarted = self._start_tracker(db, endpoint)  # same port: the kill must not cost the address
-        check = ControlClient(ctx, restarted.endpoint)
+        check = ControlClient(ctx, TrackerSet([restarted.endpoint], restarted.key, CLIENT))
         check.call(P.OP_PING).unwrap()
         check.close()
         found, extra = _count_found(db, created.acked, joined.acked)
@@ -180,7 +185,14 @@ class _Runner:
         loads = []
         for i in range(self.procs):
             mine = [[k, *users[k]] for k in range(i, self.clients, self.procs)]
-            spec = {"endpoint": endpoint, "op": op, "label": name, "clients": mine}
+            spec = {
+                "endpoint": endpoint,
+                "op": op,
+                "label": name,
+                "clients": mine,
+                "server_key": self.server_key,
+            }
+            spec["client_keys"] = [CLIENT.public, CLIENT.secret]
             spec |= {"total": self.clients, "quota": quota}
             p = self._spawn(["load"], f"load {name} {i}", stdin=True)
             p.send_line(spec)
@@ -241,14 +253,14 @@ class _Runner:
 # --- setup through the real client ---------------------------------------------------------------
 
 
-def _setup(ctx: zmq.Context, endpoint: str, clients: int) -> _Setup:
+def _setup(ctx: zmq.Context, trackers: TrackerSet, clients: int) -> _Setup:
     """Users u0..uN-1 in group "bench" (admin "admin"), one shared file with an online sharer."""
-    admin = ControlClient(ctx, endpoint)
+    admin = ControlClient(ctx, trackers)
     admin.call(P.OP_CREATE_USER, {"user": ADMIN, "password": PASSWORD}).unwrap()
     admin_token = admin.call(P.OP_LOGIN, {"user": ADMIN, "password": PASSWORD}).unwrap()["token"]
     admin.call(P.OP_CREATE_GROUP, {"group": GROUP}, token=admin_token).unwrap()
     users = []
-    member = ControlClient(ctx, endpoint)
+    member = ControlClient(ctx, trackers)
     try:
         for k in range(clients):
             user = f"u{k}"
@@ -274,7 +286,7 @@ def _setup(ctx: zmq.Context, endpoint: str, clients: int) -> _Setup:
 def _announce(s: _Setup, *, serving: bool) -> None:
     """Put the sharer online (a fake endpoint: nobody downloads), listing the file once shared."""
     shares = [{"group": GROUP, "file": FILE}] if serving else []
-    args = {"endpoint": "tcp://127.0.0.1:1", "seed_key": secrets.token_hex(32), "shares": shares}
+    args = {"endpoint": "tcp://127.0.0.1:1", "plain": False, "shares": shares}
     refused = s.admin.call(P.OP_ANNOUNCE, args, token=s.admin_token).unwrap()["refused"]
     if refused:
         raise RuntimeError(f"announce refused: {refused}")
@@ -293,11 +305,11 @@ def _holders_count(s: _Setup) -> int:
 
 
 def _pipeline_create(
-    ctx: zmq.Context, endpoint: str, token: str, names: list[str], window: int = 128
+    ctx: zmq.Context, trackers: TrackerSet, token: str, names: list[str], window: int = 32
 ) -> None:
     """Create many groups fast: a window of requests in flight on one socket (the tracker batches
     them into few commits); the window keeps replies below the queue limit the ROUTER drops at."""
-    sock = dealer(ctx, endpoint, LIMITS["control"])
+    sock = dealer(ctx, trackers.current(), LIMITS["control"], CLIENT, trackers.server_key)
     try:
         sent = done = 0
         while done < len(names):
@@ -353,13 +365,16 @@ def _own_cpu() -> float:
 def _echo_main() -> int:
     """A bare ROUTER answering every request ok: the ceiling for transport + client on this machine."""
     ctx = zmq.Context()
+    auth = start_authenticator(ctx)
+    keys = KeyPair.generate()
     sock = ctx.socket(zmq.ROUTER)
     try:
+        serve_curve(sock, keys)  # the same handshake and encryption the tracker pays for
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 1000)
         sock.setsockopt(zmq.RCVHWM, 1000)
         sock.bind("tcp://127.0.0.1:0")
-        report(endpoint=sock.getsockopt_string(zmq.LAST_ENDPOINT))
+        report(endpoint=sock.getsockopt_string(zmq.LAST_ENDPOINT), key=keys.public)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         stdin = sys.stdin.fileno()
@@ -379,6 +394,7 @@ def _echo_main() -> int:
                     sock.send_multipart([ident, tag, reply])
     finally:
         sock.close(linger=0)
+        auth.stop()
         ctx.term()
 
 
@@ -390,10 +406,10 @@ class _Client:
 
     __slots__ = ("cid", "index", "key", "pending", "seq", "sock", "token", "user")
 
-    def __init__(
-        self, ctx: zmq.Context, endpoint: str, label: str, index: int, user: str, token: str
-    ) -> None:
-        self.sock = dealer(ctx, endpoint, LIMITS["control"])
+    def __init__(self, ctx: zmq.Context, spec: dict[str, Any], index: int, user: str, token: str) -> None:
+        keys = KeyPair(*spec["client_keys"])
+        self.sock = dealer(ctx, spec["endpoint"], LIMITS["control"], keys, spec["server_key"])
+        label = spec["label"]
         self.cid = f"{label}-{index}"  # ids restart per phase; the tracker's reply cache keys on (cid, id)
         self.index = index
         self.user = user
@@ -510,7 +526,7 @@ def _load_main() -> int:
     ctx = zmq.Context()
     clients: list[_Client] = []
     try:
-        clients = [_Client(ctx, spec["endpoint"], spec["label"], *c) for c in spec["clients"]]
+        clients = [_Client(ctx, spec, *c) for c in spec["clients"]]
         poller = zmq.Poller()
         for c in clients:
             poller.register(c.sock, zmq.POLLIN)

@@ -82,7 +82,8 @@ class DownloadBench:
         self.user_ready = False
 
     def _peer(self, name: str, *args: str) -> ShellProcess:
-        p = ShellProcess(self.tracker.endpoint, os.path.join(self.workdir, name), *args, name=name, cwd=ROOT)
+        home = os.path.join(self.workdir, name)
+        p = ShellProcess(self.tracker.endpoint, home, *args, key=self.tracker.key, name=name, cwd=ROOT)
         self.procs.append(p)
         return p
 

@@ -20,7 +20,7 @@ from rich.table import Table
 from launch.processes import ShellProcess, TrackerProcess
 from messages.errors import ProtocolError
 from messages.events import ProgressEvent
-from peer.cli import parse_size
+from peer.argtypes import parse_size
 from peer.view import LiveView
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -96,7 +96,8 @@ class Demo:
             extra.append("--stay")
         for i in range(1, a.peers + 1):
             name = f"peer{i}"
-            p = ShellProcess(tracker.endpoint, os.path.join(self.run_dir, name), *extra, name=name, cwd=ROOT)
+            home = os.path.join(self.run_dir, name)
+            p = ShellProcess(tracker.endpoint, home, *extra, key=tracker.key, name=name, cwd=ROOT)
             self.procs.append(p)
             peers.append(p)
         for p in peers:

@@ -23,8 +23,8 @@ PASSWORD = "pw"
 GROUP = "swarm"
 
 
-def peer_argv(tracker: str, home: str, commands: list[str], stay: bool) -> list[str]:
-    argv = [sys.executable, "-m", "peer", "--tracker", tracker, "--home", home]
+def peer_argv(tracker: str, key: str, home: str, commands: list[str], stay: bool) -> list[str]:
+    argv = [sys.executable, "-m", "peer", "--tracker", tracker, f"--tracker-key={key}", "--home", home]
     for c in commands:
         argv += ["-c", c]
     return [*argv, "--stay"] if stay else argv
@@ -45,8 +45,9 @@ def start(args: argparse.Namespace) -> int:
         tlog,
         ROOT,
     )
-    endpoint = wait_line(tlog, TRACKER_READY, tracker).group(1)
-    record = {"tracker": {"endpoint": endpoint, "pid": tracker.pid, "log": tlog}, "peers": []}
+    ready = wait_line(tlog, TRACKER_READY, tracker)
+    endpoint, key = ready.group(1), ready.group(2)
+    record = {"tracker": {"endpoint": endpoint, "key": key, "pid": tracker.pid, "log": tlog}, "peers": []}
     procs = []
     for i in range(1, args.peers + 1):
         name = f"peer{i}"
@@ -54,13 +55,13 @@ def start(args: argparse.Namespace) -> int:
         cmds = [f"create_user {name} {PASSWORD}", f"login {name} {PASSWORD}"]
         cmds.append(f"create_group {GROUP}" if i == 1 else f"join_group {GROUP}")
         cmds.append("status")
-        p = spawn(peer_argv(endpoint, home, cmds, stay=True), os.path.join(home, "console.log"), ROOT)
+        p = spawn(peer_argv(endpoint, key, home, cmds, stay=True), os.path.join(home, "console.log"), ROOT)
         procs.append((name, home, p))
         if i == 1:  # the group must exist before anyone asks to join it
             wait_line(os.path.join(home, "console.log"), r"serving on", p)
     for name, home, p in procs:
         log = os.path.join(home, "console.log")
-        ep = wait_line(log, r"serving on (tcp://\S+);", p).group(1)
+        ep = wait_line(log, r"serving on (tcp://\S+) ", p).group(1)
         with open(log, encoding="utf-8", errors="replace") as f:
             if "error:" in f.read():
                 print(f"warning: {name} reported errors; see {log}", file=sys.stderr)
@@ -72,7 +73,7 @@ def start(args: argparse.Namespace) -> int:
         f"accept_request {GROUP} peer{i}" for i in range(2, args.peers + 1)
     ]
     admin = subprocess.run(
-        peer_argv(endpoint, os.path.join(args.dir, "admin-session"), accepts, stay=False),
+        peer_argv(endpoint, key, os.path.join(args.dir, "admin-session"), accepts, stay=False),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -87,7 +88,11 @@ def start(args: argparse.Namespace) -> int:
     for p in record["peers"]:
         print(f"{p['name']}: {p['endpoint']} (pid {p['pid']}, home {p['home']})")
     print(f"state: {state_file}")
-    print(f"attach: scripts/peer --tracker {endpoint} --home {args.dir}/me   then: login peer1 {PASSWORD}")
+    print(f"tracker key {key}")
+    print(
+        f"attach: scripts/peer --tracker {endpoint} --tracker-key='{key}' --home {args.dir}/me   "
+        f"then: login peer1 {PASSWORD}"
+    )
     return 0
 
 

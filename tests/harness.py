@@ -67,7 +67,16 @@ class Swarm:
     ) -> PeerProc:
         assert self.tracker is not None
         home = os.path.join(self.tmp, name)
-        p = PeerProc(self.tracker.endpoint, home, "--piece-timeout", "3", *extra, name=name, cwd=ROOT)
+        p = PeerProc(
+            self.tracker.endpoint,
+            home,
+            "--piece-timeout",
+            "3",
+            *extra,
+            key=self.tracker.key,
+            name=name,
+            cwd=ROOT,
+        )
         self.procs.append(p)
         if create:
             p.ok(f"create_user {name} pw-{name}")

@@ -71,8 +71,17 @@ def test_swarm_start_attach_and_stop(tmp_path) -> None:
         pids = [record["tracker"]["pid"]] + [p["pid"] for p in record["peers"]]
         assert all(os.path.exists(f"/proc/{pid}") for pid in pids)
         # Attach from another "terminal": a one-shot shell as the admin sees all three members.
-        tracker = record["tracker"]["endpoint"]
-        argv = [sys.executable, "-m", "peer", "--tracker", tracker, "--home", str(tmp_path / "me")]
+        tracker, key = record["tracker"]["endpoint"], record["tracker"]["key"]
+        argv = [
+            sys.executable,
+            "-m",
+            "peer",
+            "--tracker",
+            tracker,
+            f"--tracker-key={key}",
+            "--home",
+            str(tmp_path / "me"),
+        ]
         argv += ["-c", "login peer1 pw", "-c", "list_groups"]
         attached = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert attached.returncode == 0, attached.stderr

@@ -181,6 +181,8 @@ def test_a_member_announcing_an_unreachable_endpoint_does_not_stall_others(swarm
     import zmq
 
     from broker.client import ControlClient
+    from broker.keys import KeyPair
+    from broker.trackers import TrackerSet
     from messages.errors import LocalError
 
     alice = swarm.peer("alice", "--piece-size", "64K")
@@ -189,7 +191,7 @@ def test_a_member_announcing_an_unreachable_endpoint_does_not_stall_others(swarm
     data = share_everywhere(swarm, [alice], "f.bin", 16 * PIECE)
     # mallory joins, shares the same file (same digests) and announces a bogus endpoint.
     ctx = zmq.Context()
-    c = ControlClient(ctx, swarm.tracker.endpoint)
+    c = ControlClient(ctx, TrackerSet([swarm.tracker.endpoint], swarm.tracker.key, KeyPair.generate()))
     try:
         c.call("create_user", {"user": "mallory", "password": "pw"}).unwrap()
         token = c.call("login", {"user": "mallory", "password": "pw"}).unwrap()["token"]
@@ -199,9 +201,9 @@ def test_a_member_announcing_an_unreachable_endpoint_does_not_stall_others(swarm
         meta = info.unwrap()
         args = {k: meta[k] for k in ("size", "piece_size", "root")} | {"group": "g", "file": "f.bin"}
         with pytest.raises(LocalError, match="port 1-65535"):  # refused before it is sent
-            c.call("announce", {"endpoint": "tcp://-:1", "seed_key": "00" * 32, "shares": []}, token=token)
+            c.call("announce", {"endpoint": "tcp://-:1", "plain": False, "shares": []}, token=token)
         c.call(
-            "announce", {"endpoint": "tcp://127.0.0.1:9", "seed_key": "00" * 32, "shares": []}, token=token
+            "announce", {"endpoint": "tcp://127.0.0.1:9", "plain": False, "shares": []}, token=token
         ).unwrap()
         c.call("share_file", args, token=token).unwrap()
         c.call("heartbeat", {}, token=token).unwrap()

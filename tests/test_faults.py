@@ -230,7 +230,8 @@ def test_backup_of_a_running_tracker_is_complete(swarm: Swarm) -> None:
     r = start_tracker(db, "--backup", copy)  # while the tracker runs, writes still in its WAL
     assert r.returncode == 0, r.stderr
     assert start_tracker(copy, "--check").returncode == 0
-    restored = TrackerProcess(copy, cwd=ROOT)  # a tracker on the backup has every group
+    # A tracker on the backup (same key pair) has every group.
+    restored = TrackerProcess(copy, "tcp://127.0.0.1:0", "--keys", os.path.dirname(db), cwd=ROOT)
     swarm.procs.append(restored)
     probe = swarm.peer("probe", "--tracker", restored.endpoint)
     names = {line.split("\t")[0] for line in probe.ok("list_groups").lines}

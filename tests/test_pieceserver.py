@@ -18,15 +18,21 @@ import pytest
 from messages import protocol as P
 from messages.bitfield import Bitfield
 from messages.errors import Code
-from messages.grants import make_grant
+from messages.grants import GrantChecker, GrantSigner
 from messages.pieces import PieceReply, PieceRequest
-from messages.records import FileMeta
+from messages.records import FileMeta, Revocation
 from peer.budget import SendBudget
 from peer.hashing import hash_file
 from peer.library import Library
 from peer.pieceserver import PieceServer
 
-KEY = b"s" * 32
+TRACKER = GrantSigner(b"s" * 32)
+
+
+def key_of(user: str) -> str:
+    return (user * 40)[:40]
+
+
 PIECE = 128 * 1024  # above ZeroMQ's copy threshold, so payloads are tracked, not copied
 
 
@@ -41,7 +47,8 @@ def shared(tmp_path: Path) -> Iterator[tuple[PieceServer, FileMeta, bytes, str]]
     library = Library()
     library.load(str(tmp_path / "home"))
     library.add_complete(meta, path, digests)
-    server = PieceServer(library, KEY)
+    server = PieceServer(library)
+    server.grants = GrantChecker(TRACKER.public)
     try:
         yield server, meta, data, path
     finally:
@@ -52,15 +59,17 @@ def ask(
     server: PieceServer,
     piece: int,
     *,
-    key: bytes = KEY,
+    signer: GrantSigner = TRACKER,
     file: str = "movie.mkv",
     life: float = 60,
     op: str = P.OP_GET_PIECE,
     user: str = "bob",
+    sender: str | None = None,
 ) -> PieceReply:
-    grant = make_grant(key, user, "films", file, life)
+    """``user``'s request, with a grant for ``user``'s key, sent from ``sender``'s (default: the same)."""
+    grant = signer.grant(user, key_of(user), "films", file, life)
     req = PieceRequest(id=7, group="films", file=file, piece=piece, grant=grant, op=op)
-    return PieceReply.decode(server.answer(req.encode()))
+    return PieceReply.decode(server.answer(req.encode(), key_of(sender or user)))
 
 
 def refused(reply: PieceReply, code: Code) -> str:
@@ -79,8 +88,26 @@ def test_serves_every_piece_byte_for_byte(shared: Any) -> None:
 
 def test_grant_problems(shared: Any) -> None:
     server = shared[0]
-    refused(ask(server, 0, key=b"x" * 32), Code.BAD_GRANT)
-    refused(ask(server, 0, life=-1), Code.BAD_GRANT)
+    assert "signature" in refused(ask(server, 0, signer=GrantSigner(b"x" * 32)), Code.BAD_GRANT)
+    assert "expired" in refused(ask(server, 0, life=-1), Code.BAD_GRANT)
+    # A grant (kept, or sniffed on a plain link) used from a connection with another key.
+    assert "another key" in refused(ask(server, 0, sender="mallory"), Code.BAD_GRANT)
+
+
+def test_revoked_grants_are_refused_at_once(shared: Any) -> None:
+    server = shared[0]
+    assert ask(server, 0).error is None
+    server.revoked.add(Revocation(at=time.time() + 1, user="bob", group="films"))
+    assert "no longer a member" in refused(ask(server, 0), Code.BAD_GRANT)
+    assert ask(server, 0, user="carol").error is None
+    server.revoked.add(Revocation(at=time.time() + 1, key=key_of("carol")))
+    assert "session ended" in refused(ask(server, 0, user="carol"), Code.BAD_GRANT)
+
+
+def test_a_seeder_not_yet_in_touch_with_a_tracker_serves_nothing(shared: Any) -> None:
+    server = shared[0]
+    server.grants = None
+    assert "not in touch" in refused(ask(server, 0), Code.BAD_GRANT)
 
 
 def test_unknown_file_and_piece(shared: Any) -> None:
@@ -181,12 +208,9 @@ def test_digest_pages_give_the_files_digests(shared: Any) -> None:
 def test_budget_answers_busy_and_recovers_when_replies_are_released(shared: Any) -> None:
     server = shared[0]
     server.budget = SendBudget(total=3 * PIECE, per_requester=2 * PIECE)  # three pieces in all
+    grant = TRACKER.grant("bob", key_of("bob"), "films", "movie.mkv", 60)
     held = [
-        server.answer(
-            PieceRequest(
-                i, "films", "movie.mkv", i, make_grant(KEY, "bob", "films", "movie.mkv", 60)
-            ).encode()
-        )
+        server.answer(PieceRequest(i, "films", "movie.mkv", i, grant).encode(), key_of("bob"))
         for i in range(2)
     ]
     assert all(PieceReply.decode(f).error is None for f in held)

@@ -10,6 +10,8 @@ import pytest
 import zmq
 from harness import Swarm, make_file, read, wait_until
 
+from broker.keys import KeyPair, client_curve
+
 pytestmark = pytest.mark.slow
 PIECE = 64 * 1024
 
@@ -54,10 +56,16 @@ def test_acknowledged_writes_survive_sigkill(swarm: Swarm) -> None:
     assert [line.split("\t")[0] for line in a.ok("list_groups").lines] == sorted(f"grp{i}" for i in range(20))
 
 
-def _raw(endpoint: str, frames: list[bytes], timeout: float = 5.0) -> list[bytes] | None:
+def _raw(
+    endpoint: str, frames: list[bytes], server_key: str = "", timeout: float = 5.0
+) -> list[bytes] | None:
+    """Send raw frames as an outsider would: over CURVE with a throwaway key when the server's
+    key is given (anyone may handshake; what it sends is then judged), else in the clear."""
     ctx = zmq.Context.instance()
     s = ctx.socket(zmq.DEALER)
     s.linger = 0
+    if server_key:
+        client_curve(s, KeyPair.generate(), server_key)
     s.connect(endpoint)
     try:
         s.send_multipart(frames)
@@ -89,10 +97,13 @@ GARBAGE = [
 
 def test_tracker_answers_garbage_and_keeps_serving(swarm: Swarm) -> None:
     ep = swarm.tracker.endpoint
+    key = swarm.tracker.key
     for frames, code in GARBAGE:
-        assert _error_code(_raw(ep, frames)) == code, frames[:2]
+        assert _error_code(_raw(ep, frames, key)) == code, frames[:2]
     # A frame over ZMQ_MAXMSGSIZE: the sender is disconnected, the tracker goes on.
-    assert _raw(ep, [b"TRK1", b"{}", b"x" * (40 << 20)], timeout=1.0) is None
+    assert _raw(ep, [b"TRK1", b"{}", b"x" * (40 << 20)], key, timeout=1.0) is None
+    # Without CURVE nothing gets through at all, however well formed.
+    assert _raw(ep, [b"TRK1", b'{"id": 1, "op": "ping"}'], timeout=1.0) is None
     a = swarm.peer("a")
     a.ok("create_group still-serving")
 
@@ -105,8 +116,11 @@ def test_seeder_answers_garbage_and_keeps_serving(swarm: Swarm) -> None:
     src = f"{swarm.tmp}/src/f.bin"
     data = make_file(src, 10 * PIECE)
     seed.ok(f"upload_file {src} g")
-    ep = seed.ok("status").lines[0].split("serving on ")[1].split(";")[0]
-    grant = {"user": "outsider", "group": "g", "file": "f.bin", "exp": 9e9, "mac": "00" * 32}
+    status = seed.ok("status").lines[0]
+    ep = status.split("serving on ")[1].split(" ")[0]
+    key = status.split("our key ")[1]
+    grant = {"user": "outsider", "key": "k" * 40, "group": "g", "file": "f.bin", "issued": 1.0, "exp": 9e9}
+    grant["sig"] = "AAAA"
     bad = [
         ([b"junk"], "bad_frame"),
         ([b"TPC1", b"nope"], "bad_json"),
@@ -130,7 +144,9 @@ def test_seeder_answers_garbage_and_keeps_serving(swarm: Swarm) -> None:
         ),
     ]
     for frames, code in bad:
-        assert _error_code(_raw(ep, frames)) == code, frames
+        assert _error_code(_raw(ep, frames, key)) == code, frames
+    # A well-formed request in the clear gets no data: the seeder speaks CURVE only.
+    assert _raw(ep, bad[3][0], timeout=1.0) is None
     # A non-member gets no grant from the tracker, so cannot fetch at all.
     outsider.refused(f"download_file g f.bin {swarm.tmp}/o", "not a member")
     d.ok(f"download_file g f.bin {swarm.tmp}/out")

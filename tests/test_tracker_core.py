@@ -15,14 +15,14 @@ from typing import Any
 
 import orjson
 import pytest
-from tracker_pair import TrackerPair, file_meta
+from tracker_pair import TrackerPair, file_meta, key_of
 
 from messages import protocol as P
 from messages.bitfield import Bitfield
 from messages.control import Reply
 from messages.errors import Code
-from messages.grants import check_grant
-from messages.records import FileEntry, GroupEntry, Heartbeat, Holder, LeaveResult
+from messages.grants import GrantChecker
+from messages.records import FileEntry, GroupEntry, Heartbeat, Holder, LeaveResult, Revocation
 from messages.schema import OPS
 from tracker import handlers
 from tracker.sqlite_store import SqliteStore
@@ -75,11 +75,13 @@ def test_every_operation_that_needs_a_session_refuses_without_one(t: TrackerPair
         P.OP_LOGOUT: {},
         P.OP_LIST_GROUPS: {},
         P.OP_HEARTBEAT: {},
-        P.OP_ANNOUNCE: {"endpoint": "tcp://h:1", "seed_key": "ab" * 32, "shares": []},
+        P.OP_ANNOUNCE: {"endpoint": "tcp://h:1", "plain": False, "shares": []},
         P.OP_PROGRESS: {"group": "films", "file": "movie.mkv", "have": Bitfield(3).encode()},
         P.OP_SHARE_FILE: meta.share_args(),
         P.OP_ACCEPT_REQUEST: {"group": "films", "user": "bob"},
         P.OP_REJECT_REQUEST: {"group": "films", "user": "bob"},
+        P.OP_REMOVE_MEMBER: {"group": "films", "user": "bob"},
+        P.OP_REPORT: {"group": "films", "file": "movie.mkv", "holder": key_of("bob"), "piece": 0},
     }.get(op, {"group": "films", "file": "movie.mkv"} if "file" in OPS[op].fields else {"group": "films"})
     t.refused(Code.UNAUTHORIZED, op, args)
     t.refused(Code.UNAUTHORIZED, op, args, token="forged-token")
@@ -180,9 +182,14 @@ def test_holders_come_with_grants_and_exclude_the_asker(films: TrackerPair) -> N
     assert holders["bob"].have is None
     assert holders["carol"].have == part.encode()
     assert holders["bob"].endpoint == "tcp://127.0.0.1:7002"
-    # Each grant is signed with that holder's own key, for the asker and this file.
-    check_grant(bytes.fromhex(f"{7002:064x}"), holders["bob"].grant, "films", "movie.mkv")
-    assert holders["bob"].grant.user == "alice"
+    assert holders["bob"].key == key_of("bob")  # the downloader connects to this key and no other
+    # One grant, signed by the tracker, for the asker's own key and this file, good at every holder.
+    grant = holders["bob"].grant
+    assert grant == holders["carol"].grant
+    assert (grant.user, grant.key) == ("alice", key_of("alice"))
+    GrantChecker(t.ok(P.OP_PING)["grant_key"]).check(
+        grant, "films", "movie.mkv", key_of("alice"), now=t.wall()
+    )
     t.refused(Code.NOT_MEMBER, P.OP_HOLDERS, {"group": "films", "file": "movie.mkv"}, as_user="dave")
     t.refused(Code.NO_SUCH_FILE, P.OP_HOLDERS, {"group": "films", "file": "x"}, as_user="alice")
 
@@ -261,7 +268,7 @@ def test_a_refused_request_undoes_only_itself(films: TrackerPair) -> None:
     t = films
     good = t.request(P.OP_CREATE_GROUP, {"group": "music"}, token=t.tokens["bob"])
     bad = t.request(P.OP_CREATE_GROUP, {"group": "films"}, token=t.tokens["bob"])
-    replies = [Reply.decode(f) for f in t.batch(good.encode(), bad.encode())]
+    replies = [Reply.decode(f) for f in t.batch(good.encode(), bad.encode(), key=key_of("bob"))]
     assert replies[0].ok
     assert replies[1].error is not None and replies[1].error.code == Code.GROUP_EXISTS
     assert "music" in [g["name"] for g in t.ok(P.OP_LIST_GROUPS, as_user="bob")["groups"]]
@@ -277,7 +284,9 @@ def test_a_bug_in_a_handler_costs_one_request(films: TrackerPair, monkeypatch: p
     monkeypatch.setitem(handlers.HANDLERS, P.OP_JOIN_GROUP, broken)
     ok = t.request(P.OP_CREATE_GROUP, {"group": "music"}, token=t.tokens["bob"])
     boom = t.request(P.OP_JOIN_GROUP, {"group": "films"}, token=t.tokens["dave"])
-    replies = [Reply.decode(f) for f in t.batch(ok.encode(), boom.encode())]
+    replies = [
+        Reply.decode(f) for f in t.batch(ok.encode(), boom.encode(), keys=[key_of("bob"), key_of("dave")])
+    ]
     assert replies[0].ok
     assert replies[1].error is not None and replies[1].error.code == Code.INTERNAL
     names = [g["name"] for g in t.ok(P.OP_LIST_GROUPS, as_user="bob")["groups"]]
@@ -306,18 +315,20 @@ def test_a_failed_commit_acknowledges_nothing_and_forgets_its_presence(tmp_path:
         meta, _ = file_meta()
         announce = t.request(
             P.OP_ANNOUNCE,
-            {"endpoint": "tcp://h:1", "seed_key": "ab" * 32, "shares": []},
+            {"endpoint": "tcp://h:1", "plain": False, "shares": []},
             token=t.tokens["alice"],
         )
         share = t.request(P.OP_SHARE_FILE, meta.share_args(), token=t.tokens["alice"])
         store.fail_next = True
-        replies = [Reply.decode(f) for f in t.batch(announce.encode(), share.encode())]
+        replies = [Reply.decode(f) for f in t.batch(announce.encode(), share.encode(), key=key_of("alice"))]
         assert [r.error.code if r.error else None for r in replies] == [Code.INTERNAL, Code.INTERNAL]
         assert [r.id for r in replies] == [announce.id, share.id]
         assert not t.core.presence.is_online(hashlib.sha256(t.tokens["alice"].encode()).digest())
         t.refused(Code.NO_SUCH_FILE, P.OP_FILE_INFO, {"group": "films", "file": "movie.mkv"}, as_user="alice")
         # The same requests, retried, now go through (nothing of them was cached either).
-        assert all(Reply.decode(f).ok for f in t.batch(announce.encode(), share.encode()))
+        assert all(
+            Reply.decode(f).ok for f in t.batch(announce.encode(), share.encode(), key=key_of("alice"))
+        )
     finally:
         t.close()
 
@@ -366,3 +377,103 @@ def test_empty_file_can_be_shared(films: TrackerPair) -> None:
     t.share("bob", meta)
     info = t.call(P.OP_FILE_INFO, {"group": "films", "file": "empty.txt"}, as_user="carol")
     assert info.result["size"] == 0
+
+
+# --- trust: keys, throttling, revocations, removal, bad holders -----------------------------
+
+
+def pushes_to(t: TrackerPair, user: str, kind: str) -> list[dict[str, Any]]:
+    return [p.body for route, p in t.pushed if route == f"route-{user}".encode() and p.kind == kind]
+
+
+def test_a_session_only_works_from_the_key_it_was_opened_with(films: TrackerPair) -> None:
+    t = films
+    t.ok(P.OP_LIST_GROUPS, as_user="bob")
+    msg = t.refused(Code.UNAUTHORIZED, P.OP_LIST_GROUPS, token=t.tokens["bob"], key=key_of("mallory"))
+    assert "another peer's key" in msg
+
+
+def test_five_wrong_passwords_in_a_minute_lock_that_user_for_30s(t: TrackerPair) -> None:
+    t.user("alice", login=False)
+    t.user("bob", login=False)
+    wrong = {"user": "alice", "password": "nope"}
+    for _ in range(5):
+        t.refused(Code.WRONG_PASSWORD, P.OP_LOGIN, wrong)
+    msg = t.refused(Code.THROTTLED, P.OP_LOGIN, {"user": "alice", "password": "pw-alice"})
+    assert "too many wrong passwords" in msg
+    t.ok(P.OP_LOGIN, {"user": "bob", "password": "pw-bob"})  # other users are not locked out
+    t.wall.now += 29
+    t.refused(Code.THROTTLED, P.OP_LOGIN, {"user": "alice", "password": "pw-alice"})
+    t.wall.now += 2
+    assert t.ok(P.OP_LOGIN, {"user": "alice", "password": "pw-alice"})["token"]
+
+
+def test_wrong_passwords_spread_over_more_than_a_minute_do_not_lock(t: TrackerPair) -> None:
+    t.user("alice", login=False)
+    for _ in range(4):
+        t.refused(Code.WRONG_PASSWORD, P.OP_LOGIN, {"user": "alice", "password": "nope"})
+    t.wall.now += 61
+    t.refused(Code.WRONG_PASSWORD, P.OP_LOGIN, {"user": "alice", "password": "nope"})
+    t.ok(P.OP_LOGIN, {"user": "alice", "password": "pw-alice"})
+
+
+def test_logout_and_leaving_push_revocations_to_the_groups_seeders(films: TrackerPair) -> None:
+    t = films
+    meta, _ = file_meta()
+    t.online("bob", 7002)
+    t.share("bob", meta)
+    t.online("carol", 7003)
+    t.ok(P.OP_LEAVE_GROUP, {"group": "films"}, as_user="carol")
+    (rev,) = pushes_to(t, "bob", P.PUSH_REVOKE)
+    assert Revocation.from_wire(rev) == Revocation(at=t.wall(), user="carol", group="films")
+    t.ok(P.OP_LOGOUT, as_user="alice")
+    revs = [Revocation.from_wire(b) for b in pushes_to(t, "bob", P.PUSH_REVOKE)]
+    assert revs[-1] == Revocation(at=t.wall(), key=key_of("alice"))
+
+
+def test_the_admin_removes_a_member(films: TrackerPair) -> None:
+    t = films
+    meta, _ = file_meta()
+    t.online("bob", 7002)
+    t.share("bob", meta)
+    t.refused(Code.NOT_ADMIN, P.OP_REMOVE_MEMBER, {"group": "films", "user": "carol"}, as_user="bob")
+    t.refused(Code.NOT_MEMBER, P.OP_REMOVE_MEMBER, {"group": "films", "user": "dave"}, as_user="alice")
+    t.refused(Code.BAD_ARGS, P.OP_REMOVE_MEMBER, {"group": "films", "user": "alice"}, as_user="alice")
+    t.ok(P.OP_REMOVE_MEMBER, {"group": "films", "user": "carol"}, as_user="alice")
+    t.refused(Code.NOT_MEMBER, P.OP_LIST_FILES, {"group": "films"}, as_user="carol")
+    assert Revocation.from_wire(pushes_to(t, "bob", P.PUSH_REVOKE)[-1]).user == "carol"
+
+
+def test_the_admin_removes_a_file_for_everyone(films: TrackerPair) -> None:
+    t = films
+    meta, _ = file_meta()
+    t.online("bob", 7002)
+    t.share("bob", meta)
+    key = {"group": "films", "file": "movie.mkv"}
+    t.refused(Code.NOT_ADMIN, P.OP_REMOVE_FILE, key, as_user="bob")
+    assert t.pushed == []  # a refused request tells nobody anything
+    t.ok(P.OP_REMOVE_FILE, key, as_user="alice")
+    assert pushes_to(t, "bob", P.PUSH_REMOVED) == [{**key, "by": "alice"}]
+    t.refused(Code.NO_SUCH_FILE, P.OP_FILE_INFO, key, as_user="carol")
+    t.refused(Code.NO_SUCH_FILE, P.OP_REMOVE_FILE, key, as_user="alice")
+    assert t.ok(P.OP_LIST_FILES, {"group": "films"}, as_user="carol")["files"] == []
+
+
+def test_a_holder_two_downloaders_report_is_unlisted_until_it_rechecks(films: TrackerPair) -> None:
+    t = films
+    meta, _ = file_meta()
+    for name, port in (("bob", 7002), ("dave", 7004)):
+        t.online(name, port)
+    t.share("bob", meta)
+    key = {"group": "films", "file": "movie.mkv"}
+    t.ok(P.OP_JOIN_GROUP, {"group": "films"}, as_user="dave")
+    t.ok(P.OP_ACCEPT_REQUEST, {"group": "films", "user": "dave"}, as_user="alice")
+    report = {**key, "holder": key_of("bob"), "piece": 2}
+    assert t.ok(P.OP_REPORT, report, as_user="carol") == {"reporters": 1}
+    assert t.ok(P.OP_REPORT, report, as_user="carol") == {"reporters": 1}  # the same reporter again
+    assert [h["user"] for h in t.ok(P.OP_HOLDERS, key, as_user="alice")["holders"]] == ["bob"]
+    assert t.ok(P.OP_REPORT, {**report, "piece": 1}, as_user="dave") == {"reporters": 2}
+    assert t.ok(P.OP_HOLDERS, key, as_user="alice")["holders"] == []
+    assert pushes_to(t, "bob", P.PUSH_VERIFY) == [{**key, "pieces": [1, 2]}]
+    t.ok(P.OP_VERIFIED, key, as_user="bob")
+    assert [h["user"] for h in t.ok(P.OP_HOLDERS, key, as_user="alice")["holders"]] == ["bob"]

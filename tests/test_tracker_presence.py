@@ -11,13 +11,17 @@ from pathlib import Path
 import pytest
 
 from messages.bitfield import Bitfield
-from tracker.presence import Presence
+from tracker.presence import Online, Presence
 from tracker.sqlite_store import SqliteStore
 
 KEY = ("films", "movie.mkv")
 OTHER = ("films", "other.mkv")
 MUSIC = ("music", "song.ogg")
 T0 = 1000.0
+
+
+def key_of(session: str) -> str:
+    return (session * 40)[:40]
 
 
 @pytest.fixture
@@ -34,8 +38,8 @@ def users(pr: Presence, key: tuple[str, str]) -> list[str]:
 
 
 def test_announce_serve_holders_count(pr: Presence) -> None:
-    pr.announce(b"ta", "alice", "tcp://a:1", b"ka", T0)
-    pr.announce(b"tb", "bob", "tcp://b:1", b"kb", T0)
+    pr.announce(Online(b"ta", "alice", key_of("ta"), "tcp://a:1", False), b"route-ta", T0)
+    pr.announce(Online(b"tb", "bob", key_of("tb"), "tcp://b:1", False), b"route-tb", T0)
     part = Bitfield.from_indices(3, [1])
     pr.serve(b"ta", KEY, None)
     pr.serve(b"tb", KEY, part)
@@ -43,9 +47,9 @@ def test_announce_serve_holders_count(pr: Presence) -> None:
     pr.serve(b"nobody", KEY, None)  # unknown session: ignored
     assert (pr.count(KEY), pr.count(OTHER), pr.count(MUSIC)) == (2, 1, 0)
     holders = pr.holders(KEY)
-    assert [(h.session, h.user, h.endpoint, h.seed_key) for h in holders] == [
-        (b"ta", "alice", "tcp://a:1", b"ka"),
-        (b"tb", "bob", "tcp://b:1", b"kb"),
+    assert [(h.session, h.user, h.endpoint, h.key) for h in holders] == [
+        (b"ta", "alice", "tcp://a:1", key_of("ta")),
+        (b"tb", "bob", "tcp://b:1", key_of("tb")),
     ]
     assert holders[0].have is None
     assert holders[1].have == part.to_bytes()
@@ -53,7 +57,7 @@ def test_announce_serve_holders_count(pr: Presence) -> None:
 
 
 def test_serving_again_updates_the_pieces(pr: Presence) -> None:
-    pr.announce(b"tb", "bob", "tcp://b:1", b"kb", T0)
+    pr.announce(Online(b"tb", "bob", key_of("tb"), "tcp://b:1", False), b"route-tb", T0)
     pr.serve(b"tb", KEY, Bitfield.from_indices(3, [1]))
     pr.serve(b"tb", KEY, Bitfield.from_indices(3, [1, 2]))
     assert pr.holders(KEY)[0].have == Bitfield.from_indices(3, [1, 2]).to_bytes()
@@ -63,18 +67,20 @@ def test_serving_again_updates_the_pieces(pr: Presence) -> None:
 
 
 def test_reannounce_forgets_what_was_served(pr: Presence) -> None:
-    pr.announce(b"ta", "alice", "tcp://a:1", b"ka", T0)
+    pr.announce(Online(b"ta", "alice", key_of("ta"), "tcp://a:1", False), b"route-ta", T0)
     pr.serve(b"ta", KEY, None)
-    pr.announce(b"ta", "alice", "tcp://a:2", b"k2", T0)
+    pr.announce(Online(b"ta", "alice", key_of("ta"), "tcp://a:2", False), b"route-ta", T0)
     assert pr.count(KEY) == 0
     pr.serve(b"ta", KEY, None)
     assert pr.holders(KEY)[0].endpoint == "tcp://a:2"
 
 
 def test_unserve_one_user_or_all(pr: Presence) -> None:
-    pr.announce(b"ta", "alice", "tcp://a:1", b"ka", T0)
-    pr.announce(b"ta2", "alice", "tcp://a:9", b"ka2", T0)  # alice's second session
-    pr.announce(b"tb", "bob", "tcp://b:1", b"kb", T0)
+    pr.announce(Online(b"ta", "alice", key_of("ta"), "tcp://a:1", False), b"route-ta", T0)
+    pr.announce(
+        Online(b"ta2", "alice", key_of("ta2"), "tcp://a:9", False), b"route-ta2", T0
+    )  # alice's second session
+    pr.announce(Online(b"tb", "bob", key_of("tb"), "tcp://b:1", False), b"route-tb", T0)
     for th in (b"ta", b"ta2", b"tb"):
         pr.serve(th, KEY, None)
         pr.serve(th, OTHER, None)
@@ -92,8 +98,8 @@ def test_unserve_one_user_or_all(pr: Presence) -> None:
 
 
 def test_unserve_group(pr: Presence) -> None:
-    pr.announce(b"ta", "alice", "tcp://a:1", b"ka", T0)
-    pr.announce(b"tb", "bob", "tcp://b:1", b"kb", T0)
+    pr.announce(Online(b"ta", "alice", key_of("ta"), "tcp://a:1", False), b"route-ta", T0)
+    pr.announce(Online(b"tb", "bob", key_of("tb"), "tcp://b:1", False), b"route-tb", T0)
     for th in (b"ta", b"tb"):
         for key in (KEY, OTHER, MUSIC):
             pr.serve(th, key, None)
@@ -104,12 +110,12 @@ def test_unserve_group(pr: Presence) -> None:
 
 
 def test_expire_after_expiry_unseen(pr: Presence) -> None:
-    pr.announce(b"ta", "alice", "tcp://a:1", b"ka", T0)
-    pr.announce(b"tb", "bob", "tcp://b:1", b"kb", T0)
+    pr.announce(Online(b"ta", "alice", key_of("ta"), "tcp://a:1", False), b"route-ta", T0)
+    pr.announce(Online(b"tb", "bob", key_of("tb"), "tcp://b:1", False), b"route-tb", T0)
     pr.serve(b"ta", KEY, None)
     pr.serve(b"tb", KEY, None)
-    assert pr.touch(b"tb", T0 + 3.0) is True
-    assert pr.touch(b"nobody", T0 + 3.0) is False
+    assert pr.touch(b"tb", b"route-tb", T0 + 3.0) is True
+    assert pr.touch(b"nobody", b"route-x", T0 + 3.0) is False
     assert pr.expire(T0 + 5.0) == 0  # exactly `expiry` unseen is still online
     assert pr.count(KEY) == 2
     assert pr.expire(T0 + 5.5) == 1
@@ -121,9 +127,36 @@ def test_expire_after_expiry_unseen(pr: Presence) -> None:
 
 
 def test_drop_is_idempotent(pr: Presence) -> None:
-    pr.announce(b"ta", "alice", "tcp://a:1", b"ka", T0)
+    pr.announce(Online(b"ta", "alice", key_of("ta"), "tcp://a:1", False), b"route-ta", T0)
     pr.serve(b"ta", KEY, None)
     pr.drop(b"ta")
     pr.drop(b"ta")
     assert pr.count(KEY) == 0
     assert not pr.is_online(b"ta")
+
+
+def test_routes_for_pushes(pr: Presence) -> None:
+    pr.announce(Online(b"ta", "alice", key_of("ta"), "tcp://a:1", False), b"route-ta", T0)
+    pr.announce(Online(b"tb", "bob", key_of("tb"), "tcp://b:1", True), b"route-tb", T0)
+    pr.serve(b"ta", KEY, None)
+    pr.serve(b"tb", OTHER, None)
+    pr.serve(b"tb", MUSIC, None)
+    assert sorted(pr.routes_serving("films")) == [b"route-ta", b"route-tb"]
+    assert pr.routes_serving("films", "other.mkv") == [b"route-tb"]
+    assert pr.route_of(key_of("tb")) == b"route-tb"
+    pr.touch(b"tb", b"route-tb2", T0 + 1)  # heartbeats now come on another connection
+    assert pr.route_of(key_of("tb")) == b"route-tb2"
+    assert pr.holders(OTHER)[0].plain is True
+
+
+def test_suspect_holders_are_not_listed_until_cleared(pr: Presence) -> None:
+    pr.announce(Online(b"ta", "alice", key_of("ta"), "tcp://a:1", False), b"route-ta", T0)
+    pr.serve(b"ta", KEY, None)
+    assert pr.report(KEY, key_of("ta"), "bob", 3, T0) == 1
+    assert pr.report(KEY, key_of("ta"), "carol", 5, T0) == 2
+    assert pr.reported_pieces(KEY, key_of("ta")) == [3, 5]
+    pr.suspect(KEY, key_of("ta"), True)
+    assert pr.holders(KEY) == [] and pr.count(KEY) == 0
+    pr.suspect(KEY, key_of("ta"), False)
+    assert users(pr, KEY) == ["alice"]
+    assert pr.reported_pieces(KEY, key_of("ta")) == []  # the slate is clean again

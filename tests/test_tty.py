@@ -16,7 +16,15 @@ def spawn_shell(swarm: Swarm, home: str) -> pexpect.spawn:
     assert swarm.tracker is not None
     child = pexpect.spawn(
         sys.executable,
-        ["-m", "peer", "--tracker", swarm.tracker.endpoint, "--home", home],
+        [
+            "-m",
+            "peer",
+            "--tracker",
+            swarm.tracker.endpoint,
+            f"--tracker-key={swarm.tracker.key}",
+            "--home",
+            home,
+        ],
         cwd=ROOT,
         encoding="utf-8",
         timeout=30,

@@ -10,8 +10,10 @@ import hashlib
 import itertools
 from typing import Any
 
+from broker.service import Inbound
 from messages import protocol as P
-from messages.control import Reply, Request
+from messages.control import Push, Reply, Request, decode_inbound
+from messages.grants import GrantSigner
 from messages.records import FileMeta
 from tracker.core import TrackerCore
 from tracker.sqlite_store import SqliteStore
@@ -36,25 +38,51 @@ def file_meta(
     return FileMeta(group=group, name=name, size=size, piece_size=PIECE, root=root), digests
 
 
+def key_of(user: str) -> str:
+    """A stand-in for the CURVE key ZeroMQ would authenticate for ``user``'s peer (40 chars)."""
+    return (user * 40)[:40]
+
+
+SIGNER = GrantSigner(b"tracker-secret".ljust(32, b"."))
+
+
 class TrackerPair:
-    """One tracker core and as many clients (client ids) as a test wants."""
+    """One tracker core and as many clients as a test wants; each user speaks from its own key
+    and its own connection (routing id ``route-<user>``)."""
 
     def __init__(self, db_path: str, store: SqliteStore | None = None, *, expiry: float = 5.0) -> None:
         self.store = store or SqliteStore(db_path)
         self.clock = Clock()
-        self.core = TrackerCore(self.store, expiry=expiry, grant_lifetime=60.0, clock=self.clock)
+        self.wall = Clock(1_800_000_000.0)
+        self.core = TrackerCore(
+            self.store, SIGNER, expiry=expiry, grant_lifetime=60.0, clock=self.clock, wall=self.wall
+        )
         self.ids = itertools.count(1)
         self.tokens: dict[str, str] = {}
+        self.pushed: list[tuple[bytes, Push]] = []  # every push the core sent, in order
 
     def close(self) -> None:
         self.store.close()
 
     # --- raw frames -----------------------------------------------------------------------
-    def batch(self, *messages: list[Any]) -> list[list[Any]]:
-        """Hand several messages to the core as one batch; their replies' frames, in order."""
-        out = self.core.handle_batch([(f"c{i}".encode(), list(m)) for i, m in enumerate(messages)])
-        assert [ident for ident, _ in out] == [f"c{i}".encode() for i in range(len(messages))]
-        return [frames for _, frames in out]
+    def batch(
+        self, *messages: list[Any], key: str = "", route: bytes = b"", keys: list[str] | None = None
+    ) -> list[list[Any]]:
+        """Hand several messages to the core as one batch (each from ``keys[i]``, or all from
+        ``key``); their replies' frames, in order. Pushes sent along are kept in ``pushed``."""
+        routes = [route or f"c{i}".encode() for i in range(len(messages))]
+        senders = keys or [key] * len(messages)
+        inbound = [
+            Inbound(r, list(m), k, "127.0.0.1") for r, m, k in zip(routes, messages, senders, strict=True)
+        ]
+        out = self.core.handle_batch(inbound)
+        replies = out[: len(messages)]
+        assert [ident for ident, _ in replies] == routes
+        for ident, frames in out[len(messages) :]:
+            push = decode_inbound(frames)
+            assert isinstance(push, Push)
+            self.pushed.append((ident, push))
+        return [frames for _, frames in replies]
 
     def request(
         self,
@@ -74,8 +102,10 @@ class TrackerPair:
         self, op: str, args: dict[str, Any] | None = None, *, as_user: str | None = None, **kw: Any
     ) -> Reply:
         token = self.tokens[as_user] if as_user is not None else kw.pop("token", None)
+        key = kw.pop("key", key_of(as_user) if as_user else "")
+        route = f"route-{as_user}".encode() if as_user else b""
         req = self.request(op, args, token=token, **kw)
-        return Reply.decode(self.batch(req.encode())[0])
+        return Reply.decode(self.batch(req.encode(), key=key, route=route)[0])
 
     def ok(self, op: str, args: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
         reply = self.call(op, args, **kw)
@@ -92,7 +122,8 @@ class TrackerPair:
     def user(self, name: str, *, login: bool = True) -> str:
         self.ok(P.OP_CREATE_USER, {"user": name, "password": f"pw-{name}"})
         if login:
-            self.tokens[name] = self.ok(P.OP_LOGIN, {"user": name, "password": f"pw-{name}"})["token"]
+            args = {"user": name, "password": f"pw-{name}"}
+            self.tokens[name] = self.ok(P.OP_LOGIN, args, key=key_of(name))["token"]
         return name
 
     def group(self, admin: str, group: str, *members: str) -> None:
@@ -102,7 +133,7 @@ class TrackerPair:
             self.ok(P.OP_ACCEPT_REQUEST, {"group": group, "user": m}, as_user=admin)
 
     def online(self, user: str, port: int, shares: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        args = {"endpoint": f"tcp://127.0.0.1:{port}", "seed_key": f"{port:064x}", "shares": shares or []}
+        args = {"endpoint": f"tcp://127.0.0.1:{port}", "plain": False, "shares": shares or []}
         return self.ok(P.OP_ANNOUNCE, args, as_user=user)
 
     def share(self, user: str, meta: FileMeta) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """``torrent-tracker``: run the tracker in the foreground until SIGINT or SIGTERM.
 
-Also the operator's tools for its database: ``--check`` (a full integrity check) and
-``--backup FILE`` (SQLite's online backup of a running tracker's database).
+Also the operator's tools: ``--show-key`` (the tracker's public key alone, for peers'
+``--tracker-key``), ``--check`` (a full integrity check of its database) and ``--backup FILE``
+(SQLite's online backup of a running tracker's database).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import sys
 
 import zmq
 
-from messages.errors import ProtocolError
-from messages.schema import check_endpoint
+from broker.keys import KeyPair, load_or_create
+from messages.endpoints import check_endpoint, key_endpoint
+from messages.errors import LocalError, ProtocolError
 
 from .server import Tracker
 from .sqlite_store import backup, check
@@ -32,6 +34,10 @@ def bind_endpoint(text: str) -> str:
         raise argparse.ArgumentTypeError(exc.message) from None
 
 
+def key_bind_endpoint(text: str) -> str:
+    return text if text == "none" else bind_endpoint(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="torrent-tracker", description="Torrent tracker")
     ap.add_argument(
@@ -41,6 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"endpoint to listen on (default {DEFAULT_BIND})",
     )
     ap.add_argument("--db", default=DEFAULT_DB, help=f"SQLite state file (default {DEFAULT_DB})")
+    ap.add_argument(
+        "--keys",
+        help="folder of the tracker's key pair (default: beside the database); trackers of one "
+        "cluster use the same pair",
+    )
+    ap.add_argument("--show-key", action="store_true", help="print the tracker's public key, then exit")
+    ap.add_argument(
+        "--key-bind",
+        type=key_bind_endpoint,
+        help="where peers fetch the public key on first use (default: the "
+        "--bind port plus one; 'none' to turn it off)",
+    )
     ap.add_argument("--check", action="store_true", help="check the database's integrity, then exit")
     ap.add_argument(
         "--backup", metavar="FILE", help="write a consistent copy of the database to FILE, then exit"
@@ -79,10 +97,25 @@ def run_backup(db: str, dest: str) -> int:
     return 0
 
 
-def serve(args: argparse.Namespace) -> int:
+def key_folder(args: argparse.Namespace) -> str:
+    return args.keys or os.path.dirname(os.path.abspath(args.db))
+
+
+def key_service_bind(args: argparse.Namespace) -> str | None:
+    if args.key_bind == "none":
+        return None
+    if args.key_bind:
+        return str(args.key_bind)
+    try:
+        return key_endpoint(args.bind)
+    except ValueError:  # port 0: any free port for the key service too
+        return args.bind.rsplit(":", 1)[0] + ":0"
+
+
+def serve(args: argparse.Namespace, keys: KeyPair) -> int:
     setup_logging(args.db, args.verbose)
     try:
-        tracker = Tracker(args.bind, args.db)
+        tracker = Tracker(args.bind, args.db, keys, key_bind=key_service_bind(args))
     except (zmq.ZMQError, StoreError, OSError) as exc:  # bad endpoint, port in use, bad db
         print(f"error: cannot start tracker: {exc}", file=sys.stderr)
         return 1
@@ -92,7 +125,9 @@ def serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    print(f"tracker listening on {tracker.endpoint} (state: {args.db})", flush=True)
+    print(f"tracker listening on {tracker.endpoint} key {keys.public} (state: {args.db})", flush=True)
+    if tracker.key_endpoint:
+        print(f"tracker key on first use from {tracker.key_endpoint}", flush=True)
     try:
         tracker.run()
     except StoreError as exc:
@@ -108,7 +143,15 @@ def main(argv: list[str] | None = None) -> int:
         return run_check(args.db)
     if args.backup:
         return run_backup(args.db, args.backup)
-    return serve(args)
+    try:
+        keys = load_or_create(key_folder(args), "tracker")
+    except (LocalError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.show_key:
+        print(keys.public)
+        return 0
+    return serve(args, keys)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ back the replies: an acknowledged write is always durable and many writes share 
 (group commit). If the commit fails, every request of the batch is answered with an error,
 because nothing of it was stored, presence included (it lives in the same transaction).
 
+Pushes that handlers queue (revocations to seeders, removed files) go out with the replies, and
+only if the batch committed.
+
 Retried writes (same client id and request id, identical bytes) are answered from a durable
 cache of their replies, so a write whose reply was lost, even across a tracker restart, is never
 done twice nor answered "already exists". Logins are not cached: a reply carrying a session
@@ -19,22 +22,23 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
 
+from broker.service import Inbound, Outbound
 from messages import protocol as P
 from messages.control import Reply, Request
 from messages.errors import Code, ProtocolError, TorrentError
 from messages.frames import as_bytes, peek_id
+from messages.grants import GrantSigner
 from messages.schema import OPS
 
-from .handlers import HANDLERS, Call, Env
+from .call import Call, Env
+from .handlers import HANDLERS
 from .presence import Presence
 from .rules import Rules
 from .store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
-Message = tuple[bytes, list[Any]]  # (routing id, frames after it)
 REPLY_TTL = 900.0  # seconds a write's reply stays in the retry cache
 UNCACHED = frozenset({P.OP_LOGIN})  # replies that carry a secret are never stored
 
@@ -43,6 +47,7 @@ class TrackerCore:
     def __init__(
         self,
         store: Store,
+        signer: GrantSigner,
         *,
         expiry: float = P.HEARTBEAT_EXPIRY,
         grant_lifetime: float = P.GRANT_LIFETIME,
@@ -53,18 +58,19 @@ class TrackerCore:
         self.clock = clock
         self.wall = wall
         self.presence = Presence(store, expiry)
-        self.env = Env(Rules(store), self.presence, secrets.token_hex(8), grant_lifetime)
+        self.env = Env(Rules(store), self.presence, signer, secrets.token_hex(8), grant_lifetime)
 
     @property
     def epoch(self) -> str:
         return self.env.epoch
 
     # --- requests -------------------------------------------------------------------------
-    def handle_batch(self, batch: list[Message]) -> list[Message]:
-        now = self.clock()
+    def handle_batch(self, batch: list[Inbound]) -> list[Outbound]:
+        now, wall = self.clock(), self.wall()
+        self.env.outbox.clear()
         try:
             self.store.begin()
-            replies = [(ident, self._handle(frames, now)) for ident, frames in batch]
+            replies = [(m.ident, self._handle(m, now, wall)) for m in batch]
             self.store.commit()
         except StoreError as exc:
             # Nothing of this batch is durable, so nothing of it may be acknowledged.
@@ -72,53 +78,61 @@ class TrackerCore:
             self._rollback()
             if exc.fatal:
                 raise  # a damaged database: stop rather than fail every request forever
+            self.env.outbox.clear()
             err = TorrentError(Code.INTERNAL, "tracker could not store the change; try again")
-            return [(ident, Reply.failure(peek_id(frames), err).encode()) for ident, frames in batch]
-        return replies
+            return [(m.ident, Reply.failure(peek_id(m.frames), err).encode()) for m in batch]
+        pushes, self.env.outbox = self.env.outbox, []
+        return replies + pushes
 
-    def _handle(self, frames: list[Any], now: float) -> list[bytes]:
+    def _handle(self, m: Inbound, now: float, wall: float) -> list[bytes]:
         try:
-            req = Request.decode(frames)
+            req = Request.decode(m.frames)
         except ProtocolError as exc:
-            return Reply.failure(peek_id(frames), exc).encode()
+            return Reply.failure(peek_id(m.frames), exc).encode()
         spec = OPS[req.op]
         fingerprint = b""
         if spec.write and req.cid and req.op not in UNCACHED:
             # A retry must be the very same request: a different one reusing the ids gets no
             # one else's answer.
-            fingerprint = hashlib.blake2b(as_bytes(frames[1]), digest_size=16).digest()
+            fingerprint = hashlib.blake2b(as_bytes(m.frames[1]), digest_size=16).digest()
             cached = self._cached(req, fingerprint)
             if cached is not None:
                 return cached
-        out = self._run(req, now, savepoint=not spec.read).encode()
+        out = self._run(req, m, now, wall, savepoint=not spec.read).encode()
         if fingerprint:
             self._remember(req, fingerprint, out)
         return out
 
-    def _run(self, req: Request, now: float, *, savepoint: bool) -> Reply:
+    def _run(self, req: Request, m: Inbound, now: float, wall: float, *, savepoint: bool) -> Reply:
         if savepoint:
             self.store.savepoint()
+        queued = len(self.env.outbox)
         try:
-            session = self.env.rules.session(req.token) if OPS[req.op].token else None
-            reply = HANDLERS[req.op](self.env, Call(req, session, now))
+            session = self.env.rules.session(req.token, m.key) if OPS[req.op].token else None
+            call = Call(req, session, now, wall, route=m.ident, key=m.key, address=m.address)
+            reply = HANDLERS[req.op](self.env, call)
         except TorrentError as exc:
-            reply = self._undo(req, exc, savepoint)
+            reply = self._undo(req, exc, savepoint, queued)
         except StoreError:
             raise
         except Exception:  # a bug must cost one request, not the tracker
             log.exception("internal error in %s", req.op)
-            reply = self._undo(req, TorrentError(Code.INTERNAL, f"internal error in {req.op}"), savepoint)
+            reply = self._undo(
+                req, TorrentError(Code.INTERNAL, f"internal error in {req.op}"), savepoint, queued
+            )
         if savepoint:
             self.store.release()
         return reply
 
-    def _undo(self, req: Request, exc: TorrentError, savepoint: bool) -> Reply:
+    def _undo(self, req: Request, exc: TorrentError, savepoint: bool, queued: int) -> Reply:
         if savepoint:
             self.store.rollback_to()
+        del self.env.outbox[queued:]  # a refused request tells nobody anything
         return Reply.failure(req.id, exc)
 
     # --- the durable reply cache ----------------------------------------------------------
     def _cached(self, req: Request, fingerprint: bytes) -> list[bytes] | None:
+        """The stored reply to this very request, if it was answered before."""
         row = self.store.one("SELECT fp, header FROM replies WHERE cid=? AND rid=?", req.cid, req.id)
         if row is None or bytes(row[0]) != fingerprint:
             return None

@@ -1,68 +1,24 @@
-"""One function per operation: a validated call in, a Reply out.
+"""One function per operation on accounts, groups and files: a validated call in, a Reply out.
 
 The core has already decoded the request and, where the operation table asks for one, found
-the caller's session; handlers apply the durable rules and presence and build replies from
-records. They never commit and never touch a socket.
+the caller's session; handlers apply the durable rules and presence, build replies from
+records and queue pushes (revocations, removed files) for the core to send after the commit.
+They never commit and never touch a socket. Presence operations are in ``presence_ops``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
 from messages import protocol as P
-from messages.bitfield import Bitfield
-from messages.control import Reply, Request
-from messages.errors import Code, ProtocolError, Refused
-from messages.grants import make_grant
-from messages.records import FileEntry, FileMeta, Heartbeat, Holder, Refusal
+from messages.control import Push, Reply
+from messages.errors import Code, Refused
+from messages.records import FileEntry, FileMeta, LeaveResult, Revocation
 
-from .presence import Presence
-from .rules import Rules, Session
-
-
-@dataclass(slots=True)
-class Env:
-    """What handlers may use; one per tracker."""
-
-    rules: Rules
-    presence: Presence
-    epoch: str
-    grant_lifetime: float
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One request as a handler sees it: the request, its caller and the batch's time."""
-
-    req: Request
-    session_or_none: Session | None
-    now: float
-
-    @property
-    def args(self) -> dict[str, Any]:
-        return self.req.args
-
-    @property
-    def session(self) -> Session:
-        if self.session_or_none is None:  # only ops the table marks as needing no token get here
-            raise Refused(Code.UNAUTHORIZED, "not logged in")
-        return self.session_or_none
-
-    @property
-    def user(self) -> str:
-        return self.session.user
-
-    def ok(self, result: dict[str, Any] | None = None) -> Reply:
-        return Reply.success(self.req.id, result)
-
-
-Handler = Callable[[Env, Call], Reply]
+from . import presence_ops
+from .call import Call, Env, Handler
 
 
 def ping(env: Env, c: Call) -> Reply:
-    return c.ok({"epoch": env.epoch})
+    return c.ok({"epoch": env.epoch, "grant_key": env.signer.public})
 
 
 def create_user(env: Env, c: Call) -> Reply:
@@ -71,13 +27,25 @@ def create_user(env: Env, c: Call) -> Reply:
 
 
 def login(env: Env, c: Call) -> Reply:
-    return c.ok({"token": env.rules.login(c.args["user"], c.args["password"])})
+    """A wrong password is answered without raising, so its record survives for throttling."""
+    user = c.args["user"]
+    if not env.rules.password_ok(user, c.args["password"], c.wall):
+        env.rules.record_failure(user, c.wall)
+        return Reply.failure(c.req.id, Refused(Code.WRONG_PASSWORD, "wrong password"))
+    return c.ok({"token": env.rules.open_session(user, c.key)})
 
 
 def logout(env: Env, c: Call) -> Reply:
+    routes = [r for g in env.rules.groups_of(c.user) for r in env.presence.routes_serving(g)]
     env.rules.logout(c.session)
     env.presence.drop(c.session.token_hash)
+    revoke(env, sorted(set(routes)), Revocation(at=c.wall, key=c.session.key))
     return c.ok()
+
+
+def revoke(env: Env, routes: list[bytes], rev: Revocation) -> None:
+    """Tell seeders to refuse grants issued before now that ``rev`` covers."""
+    env.push(routes, Push(P.PUSH_REVOKE, rev.to_wire()))
 
 
 def create_group(env: Env, c: Call) -> Reply:
@@ -90,13 +58,23 @@ def join_group(env: Env, c: Call) -> Reply:
     return c.ok()
 
 
-def leave_group(env: Env, c: Call) -> Reply:
-    group = c.args["group"]
-    result = env.rules.leave_group(c.user, group)
-    env.presence.unserve_group(group, c.user)
+def _gone(env: Env, c: Call, group: str, user: str, result: LeaveResult) -> Reply:
+    """After ``user`` left ``group`` (or was removed): unlist their shares, revoke their grants."""
+    env.presence.unserve_group(group, user)
     for name in result.files_removed:
         env.presence.unserve((group, name))
+    revoke(env, env.presence.routes_serving(group), Revocation(at=c.wall, user=user, group=group))
     return c.ok(result.to_wire())
+
+
+def leave_group(env: Env, c: Call) -> Reply:
+    group = c.args["group"]
+    return _gone(env, c, group, c.user, env.rules.leave_group(c.user, group))
+
+
+def remove_member(env: Env, c: Call) -> Reply:
+    group, user = c.args["group"], c.args["user"]
+    return _gone(env, c, group, user, env.rules.remove_member(c.user, group, user))
 
 
 def list_groups(env: Env, c: Call) -> Reply:
@@ -148,57 +126,14 @@ def stop_share(env: Env, c: Call) -> Reply:
     return c.ok({"file_removed": removed})
 
 
-def holders(env: Env, c: Call) -> Reply:
+def remove_file(env: Env, c: Call) -> Reply:
+    """The admin takes a file out of the group: holders stop serving it, downloads of it end."""
     group, name = c.args["group"], c.args["file"]
-    env.rules.require_file(c.user, group, name)
-    out = []
-    for row in env.presence.holders((group, name)):
-        if row.session == c.session.token_hash:
-            continue
-        have = None if row.have is None else Bitfield.text_of(row.have)
-        grant = make_grant(row.seed_key, c.user, group, name, env.grant_lifetime)
-        out.append(Holder(user=row.user, endpoint=row.endpoint, have=have, grant=grant).to_wire())
-    return c.ok({"holders": out})
-
-
-def announce(env: Env, c: Call) -> Reply:
-    """A peer says where it listens and what it serves; every claim is checked."""
-    th, a = c.session.token_hash, c.args
-    env.presence.announce(th, c.user, a["endpoint"], bytes.fromhex(a["seed_key"]), c.now)
-    shared = env.rules.shares_of(c.user)
-    refused = []
-    for ref in a["shares"]:
-        key = (ref["group"], ref["file"])
-        try:
-            meta = env.rules.require_file(c.user, *key)
-            if "have" in ref:
-                env.presence.serve(th, key, Bitfield.decode(meta.num_pieces, ref["have"]))
-            elif key in shared:
-                env.presence.serve(th, key, None)
-            else:
-                raise Refused(Code.NOT_SHARING, "you no longer share it")
-        except (Refused, ProtocolError) as exc:
-            refused.append(Refusal(group=key[0], file=key[1], message=exc.message).to_wire())
-    return c.ok({"refused": refused})
-
-
-def progress(env: Env, c: Call) -> Reply:
-    """A downloader reports the pieces it holds so far (batched, not one message a piece)."""
-    th = c.session.token_hash
-    key = (c.args["group"], c.args["file"])
-    meta = env.rules.require_file(c.user, *key)
-    have = Bitfield.decode(meta.num_pieces, c.args["have"])
-    online = env.presence.is_online(th)
-    if online and not len(have) and meta.num_pieces:
-        env.presence.unserve_session(th, key)  # a download that stopped: nothing to serve
-    elif online:
-        env.presence.serve(th, key, None if have.complete else have)
-    return c.ok({"online": online})
-
-
-def heartbeat(env: Env, c: Call) -> Reply:
-    online = env.presence.touch(c.session.token_hash, c.now)
-    return c.ok(Heartbeat(epoch=env.epoch, online=online).to_wire())
+    env.rules.remove_file(c.user, group, name)
+    holders = env.presence.routes_serving(group, name)
+    env.presence.unserve((group, name))
+    env.push(holders, Push(P.PUSH_REMOVED, {"group": group, "file": name, "by": c.user}))
+    return c.ok()
 
 
 HANDLERS: dict[str, Handler] = {
@@ -209,6 +144,7 @@ HANDLERS: dict[str, Handler] = {
     P.OP_CREATE_GROUP: create_group,
     P.OP_JOIN_GROUP: join_group,
     P.OP_LEAVE_GROUP: leave_group,
+    P.OP_REMOVE_MEMBER: remove_member,
     P.OP_LIST_GROUPS: list_groups,
     P.OP_LIST_REQUESTS: list_requests,
     P.OP_ACCEPT_REQUEST: accept_request,
@@ -217,8 +153,6 @@ HANDLERS: dict[str, Handler] = {
     P.OP_FILE_INFO: file_info,
     P.OP_SHARE_FILE: share_file,
     P.OP_STOP_SHARE: stop_share,
-    P.OP_HOLDERS: holders,
-    P.OP_ANNOUNCE: announce,
-    P.OP_PROGRESS: progress,
-    P.OP_HEARTBEAT: heartbeat,
+    P.OP_REMOVE_FILE: remove_file,
+    **presence_ops.HANDLERS,
 }

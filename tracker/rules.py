@@ -20,6 +20,9 @@ from .passwords import hash_password, verify_password
 from .store import Store
 
 EMPTY_ROOT = hashlib.sha256(b"").hexdigest()
+THROTTLE_FAILURES = 5  # wrong passwords for one user ...
+THROTTLE_WINDOW = 60.0  # ... within this many seconds ...
+THROTTLE_LOCK = 30.0  # ... lock that user's logins for this long after the last one
 
 
 def token_hash(token: str) -> bytes:
@@ -30,6 +33,7 @@ def token_hash(token: str) -> bytes:
 class Session:
     token_hash: bytes
     user: str
+    key: str  # the CURVE key the session was opened from: its requests must come from it
 
 
 class Rules:
@@ -43,28 +47,59 @@ class Rules:
         salt, digest = hash_password(password)
         self.db.run("INSERT INTO users VALUES (?,?,?,?)", user, salt, digest, time.time())
 
-    def login(self, user: str, password: str) -> str:
+    def password_ok(self, user: str, password: str, now: float) -> bool:
+        """Check a password (constant-time comparison); NO_SUCH_USER, or THROTTLED after too
+        many wrong ones. A wrong password is not recorded here: see ``record_failure``."""
         row = self.db.one("SELECT salt, hash FROM users WHERE name=?", user)
         if row is None:
             raise Refused(Code.NO_SUCH_USER, f"no user {user!r}; create it with create_user")
-        if not verify_password(password, bytes(row[0]), bytes(row[1])):
-            raise Refused(Code.WRONG_PASSWORD, "wrong password")
+        self.check_throttle(user, now)
+        return verify_password(password, bytes(row[0]), bytes(row[1]))
+
+    def check_throttle(self, user: str, now: float) -> None:
+        rows = self.db.all(
+            "SELECT at FROM login_failures WHERE uname=? AND at > ? ORDER BY at DESC",
+            user,
+            now - THROTTLE_WINDOW,
+        )
+        if len(rows) >= THROTTLE_FAILURES and now - rows[0][0] < THROTTLE_LOCK:
+            wait = THROTTLE_LOCK - (now - rows[0][0])
+            raise Refused(
+                Code.THROTTLED, f"too many wrong passwords for {user!r}; logins refused for {wait:.0f} s more"
+            )
+
+    def record_failure(self, user: str, now: float) -> None:
+        self.db.run("DELETE FROM login_failures WHERE uname=? AND at <= ?", user, now - THROTTLE_WINDOW)
+        self.db.run("INSERT INTO login_failures VALUES (?,?)", user, now)
+
+    def open_session(self, user: str, key: str) -> str:
+        """A new session for ``user``, bound to the CURVE key it logged in from; its token."""
         token = secrets.token_urlsafe(32)
-        self.db.run("INSERT INTO sessions VALUES (?,?,?)", token_hash(token), user, time.time())
+        self.db.run("INSERT INTO sessions VALUES (?,?,?,?)", token_hash(token), user, key, time.time())
         return token
+
+    def login(self, user: str, password: str, key: str = "", now: float | None = None) -> str:
+        """Check the password and open a session (WRONG_PASSWORD is recorded for throttling)."""
+        now = time.time() if now is None else now
+        if not self.password_ok(user, password, now):
+            self.record_failure(user, now)
+            raise Refused(Code.WRONG_PASSWORD, "wrong password")
+        return self.open_session(user, key)
 
     def logout(self, session: Session) -> None:
         self.db.run("DELETE FROM sessions WHERE token_hash=?", session.token_hash)
 
-    def session(self, token: str | None) -> Session:
-        """The live session of ``token``, or UNAUTHORIZED."""
+    def session(self, token: str | None, key: str = "") -> Session:
+        """The live session of ``token``, used from the key it was opened with; or UNAUTHORIZED."""
         if not token:
             raise Refused(Code.UNAUTHORIZED, "not logged in")
         th = token_hash(token)
-        row = self.db.one("SELECT uname FROM sessions WHERE token_hash=?", th)
+        row = self.db.one("SELECT uname, key FROM sessions WHERE token_hash=?", th)
         if row is None:
             raise Refused(Code.UNAUTHORIZED, "session unknown or ended; log in again")
-        return Session(th, row[0])
+        if row[1] != key:
+            raise Refused(Code.UNAUTHORIZED, "this session belongs to another peer's key; log in again")
+        return Session(th, row[0], row[1])
 
     # --- groups ---------------------------------------------------------------------------
     def create_group(self, user: str, group: str) -> None:
@@ -95,6 +130,26 @@ class Rules:
     def reject_request(self, admin: str, group: str, user: str) -> None:
         self.require_admin(group, admin)
         self._take_request(group, user)
+
+    def remove_member(self, admin: str, group: str, user: str) -> LeaveResult:
+        """The admin removes a member (whose shares there go with them)."""
+        self.require_admin(group, admin)
+        if user == admin:
+            raise Refused(Code.BAD_ARGS, "an admin leaves with leave_group; the group passes on")
+        if not self.is_member(group, user):
+            raise Refused(Code.NOT_MEMBER, f"{user!r} is not a member of {group!r}")
+        return self.leave_group(user, group)
+
+    def remove_file(self, admin: str, group: str, name: str) -> None:
+        """The admin removes a file from the group, for everyone."""
+        self.require_admin(group, admin)
+        if self.file(group, name) is None:
+            raise Refused(Code.NO_SUCH_FILE, f"no file {name!r} in {group!r}")
+        self.db.run("DELETE FROM shares WHERE grp=? AND name=?", group, name)
+        self.db.run("DELETE FROM files WHERE grp=? AND name=?", group, name)
+
+    def groups_of(self, user: str) -> list[str]:
+        return [r[0] for r in self.db.all("SELECT grp FROM members WHERE uname=?", user)]
 
     def leave_group(self, user: str, group: str) -> LeaveResult:
         """Leave (or withdraw a pending request). Admin hand-over and last-member deletion."""

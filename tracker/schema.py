@@ -7,7 +7,7 @@ rules run is shared as is. Names avoid words PostgreSQL reserves (``user`` is ``
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2  # 2: files keep only their root hash; digests travel from holders
+SCHEMA_VERSION = 3  # 2: files keep only their root hash; 3: sessions bound to a CURVE key
 
 _TYPES = {
     "sqlite": {"blob": "BLOB", "real": "REAL", "int": "INTEGER"},
@@ -21,7 +21,9 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash {blob} PRIMARY KEY,
     uname TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
-    created {real} NOT NULL);
+    key TEXT NOT NULL, created {real} NOT NULL);
+CREATE TABLE IF NOT EXISTS login_failures (uname TEXT NOT NULL, at {real} NOT NULL);
+CREATE INDEX IF NOT EXISTS login_failures_by_user ON login_failures (uname, at);
 CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (uname);
 CREATE TABLE IF NOT EXISTS groups (
     name TEXT PRIMARY KEY, admin TEXT NOT NULL, created {real} NOT NULL);
@@ -52,14 +54,18 @@ CREATE INDEX IF NOT EXISTS replies_by_age ON replies (at);
 # Presence: rebuilt by heartbeats after a restart, so never worth an fsync.
 _PRESENCE = """
 CREATE TABLE IF NOT EXISTS {p}online (
-    session {blob} PRIMARY KEY, uname TEXT NOT NULL, endpoint TEXT NOT NULL,
-    seed_key {blob} NOT NULL, seen {real} NOT NULL);
+    session {blob} PRIMARY KEY, uname TEXT NOT NULL, key TEXT NOT NULL, endpoint TEXT NOT NULL,
+    plain {int} NOT NULL, route {blob} NOT NULL, seen {real} NOT NULL);
 CREATE INDEX IF NOT EXISTS {p}online_by_seen ON online (seen);
 CREATE INDEX IF NOT EXISTS {p}online_by_user ON online (uname);
+CREATE INDEX IF NOT EXISTS {p}online_by_key ON online (key);
 CREATE TABLE IF NOT EXISTS {p}serving (
     grp TEXT NOT NULL, name TEXT NOT NULL, session {blob} NOT NULL, have {blob},
-    PRIMARY KEY (grp, name, session));
+    suspect {int} NOT NULL DEFAULT 0, PRIMARY KEY (grp, name, session));
 CREATE INDEX IF NOT EXISTS {p}serving_by_session ON serving (session, grp);
+CREATE TABLE IF NOT EXISTS {p}reports (
+    grp TEXT NOT NULL, name TEXT NOT NULL, holder TEXT NOT NULL, reporter TEXT NOT NULL,
+    piece {int} NOT NULL, at {real} NOT NULL, PRIMARY KEY (grp, name, holder, reporter, piece));
 """
 
 

@@ -1,20 +1,26 @@
-"""The tracker process: a ROUTER service around the sans-I/O core.
+"""The tracker process: a CURVE ROUTER service around the sans-I/O core, plus its key service.
 
-All logic lives in ``TrackerCore``; this module only binds the socket, runs the loop and
-closes things in order.
+All logic lives in ``TrackerCore``; this module only loads the key pair, starts pyzmq's
+authenticator, binds the sockets, runs the loop and closes things in order.
 """
 
 from __future__ import annotations
 
 import logging
 
+import zmq
+
+from broker.keys import KeyPair, start_authenticator
 from broker.service import RouterService
 from broker.sockets import LIMITS, new_context, term_context
 from broker.thread import ServiceThread
+from messages.grants import GrantSigner
 from messages.protocol import GRANT_LIFETIME, HEARTBEAT_EXPIRY
 
 from .core import TrackerCore
+from .keyservice import KeyService
 from .sqlite_store import SqliteStore
+from .store import Store
 
 log = logging.getLogger(__name__)
 TICK = 0.5  # seconds between housekeeping passes (presence expiry)
@@ -26,26 +32,45 @@ class Tracker(ServiceThread):
     def __init__(
         self,
         bind: str,
-        db_path: str,
+        db: str | Store,
+        keys: KeyPair,
         *,
+        key_bind: str | None = None,
         expiry: float = HEARTBEAT_EXPIRY,
         grant_lifetime: float = GRANT_LIFETIME,
     ) -> None:
-        self.store = SqliteStore(db_path)
-        self.core = TrackerCore(self.store, expiry=expiry, grant_lifetime=grant_lifetime)
+        self.store = SqliteStore(db) if isinstance(db, str) else db
+        self.keys = keys
+        signer = GrantSigner(zmq.utils.z85.decode(keys.secret.encode("ascii")))
+        self.core = TrackerCore(self.store, signer, expiry=expiry, grant_lifetime=grant_lifetime)
         self.ctx = new_context()
+        self.auth = start_authenticator(self.ctx)
+        self.service: RouterService | None = None
+        self.keyservice: KeyService | None = None
         try:
-            self.service = RouterService(self.ctx, bind, self.core.handle_batch, LIMITS["tracker"])
+            self.service = RouterService(self.ctx, bind, self.core.handle_batch, LIMITS["tracker"], keys=keys)
+            self.keyservice = KeyService(self.ctx, key_bind, keys.public) if key_bind else None
         except BaseException:
-            self.store.close()
-            term_context(self.ctx)
+            if self.service is not None:
+                self.service.sock.close(linger=0)
+            self._close()
             raise
         self.endpoint = self.service.endpoint
+        self.key_endpoint = self.keyservice.endpoint if self.keyservice else ""
         super().__init__("tracker")
 
     def run(self) -> None:
+        if self.keyservice is not None:
+            self.keyservice.start()
         try:
-            self.service.run(self.stopping, on_tick=self.core.tick, tick=TICK)
+            if self.service is not None:
+                self.service.run(self.stopping, on_tick=self.core.tick, tick=TICK)
         finally:
-            self.store.close()
-            term_context(self.ctx)
+            if self.keyservice is not None:
+                self.keyservice.stop()
+            self._close()
+
+    def _close(self) -> None:
+        self.store.close()
+        self.auth.stop()
+        term_context(self.ctx)

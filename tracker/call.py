@@ -1,0 +1,67 @@
+"""What a handler gets: the tracker's parts (``Env``) and one request with its caller (``Call``).
+
+Handlers reply by returning a Reply and tell other peers things by adding pushes to the
+outbox; the core sends those only after the batch committed (and drops them if it did not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from messages.control import Push, Reply, Request
+from messages.errors import Code, Refused
+from messages.grants import GrantSigner
+
+from .presence import Presence
+from .rules import Rules, Session
+
+
+@dataclass(slots=True)
+class Env:
+    """What handlers may use; one per tracker."""
+
+    rules: Rules
+    presence: Presence
+    signer: GrantSigner
+    epoch: str
+    grant_lifetime: float
+    outbox: list[tuple[bytes, list[bytes]]] = field(default_factory=list)
+
+    def push(self, routes: list[bytes], push: Push) -> None:
+        frames = push.encode()
+        self.outbox.extend((route, frames) for route in routes)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request as a handler sees it: the request, its caller and the batch's time."""
+
+    req: Request
+    session_or_none: Session | None
+    now: float  # the tracker's monotonic clock (presence)
+    wall: float  # seconds since the epoch (grants, throttling)
+    route: bytes = b""  # the routing id of the caller's connection (pushes go back on it)
+    key: str = ""  # the caller's CURVE key, as ZeroMQ authenticated it
+    address: str = ""  # the caller's IP address, as ZeroMQ saw it
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return self.req.args
+
+    @property
+    def session(self) -> Session:
+        if self.session_or_none is None:  # only ops the table marks as needing no token get here
+            raise Refused(Code.UNAUTHORIZED, "not logged in")
+        return self.session_or_none
+
+    @property
+    def user(self) -> str:
+        return self.session.user
+
+    def ok(self, result: dict[str, Any] | None = None) -> Reply:
+        return Reply.success(self.req.id, result)
+
+
+Handler = Callable[[Env, Call], Reply]
