@@ -1,4 +1,4 @@
-"""A tracker core on a real SQLite file, driven with frames: no sockets, no processes.
+"""A tracker core on a real database (SQLite or PostgreSQL), driven with frames: no sockets, no processes.
 
 In the spirit of h11's ConnectionPair: a test speaks the wire protocol to ``TrackerCore`` and
 reads what it answers, so every rule is reached in milliseconds.
@@ -15,6 +15,7 @@ from messages.control import Reply, Request
 from messages.records import FileMeta
 from tracker.core import TrackerCore
 from tracker.sqlite_store import SqliteStore
+from tracker.store import Store
 
 PIECE = 16 * 1024
 
@@ -39,8 +40,9 @@ def file_meta(
 class TrackerPair:
     """One tracker core and as many clients (client ids) as a test wants."""
 
-    def __init__(self, db_path: str, store: SqliteStore | None = None, *, expiry: float = 5.0) -> None:
-        self.store = store or SqliteStore(db_path)
+    def __init__(self, db: str | Store, *, expiry: float = 5.0) -> None:
+        """``db``: an open store, or the path of a SQLite file to open."""
+        self.store = SqliteStore(db) if isinstance(db, str) else db
         self.clock = Clock()
         self.core = TrackerCore(self.store, expiry=expiry, grant_lifetime=60.0, clock=self.clock)
         self.ids = itertools.count(1)

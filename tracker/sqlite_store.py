@@ -15,11 +15,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .schema import SCHEMA_VERSION, durable_ddl, presence_ddl
-from .store import Row, StoreError
+from .store import Row, SchemaMismatch, StoreError
 
-
-class SchemaMismatch(StoreError):
-    pass
+__all__ = ["SchemaMismatch", "SqliteStore"]
 
 
 class SqliteStore:

@@ -18,6 +18,10 @@ class StoreError(Exception):
     """The database failed (I/O, corruption, lost connection): nothing of the batch is stored."""
 
 
+class SchemaMismatch(StoreError):
+    """The database was made for another schema version than this tracker's."""
+
+
 class Store(Protocol):
     dialect: str  # "sqlite" or "postgresql"
 
