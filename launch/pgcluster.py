@@ -7,8 +7,9 @@ installed server binaries (Debian keeps them off PATH, so they are found through
 with trust authentication: anyone on this host may connect, which is fine for a cluster that
 lives as long as a test run or a demo and never for real data.
 
-``fast=True`` turns off fsync, synchronous_commit and full_page_writes: a crash of the host
-may then corrupt the cluster, so it is for tests only; demos keep PostgreSQL's durable defaults.
+``fast=True`` turns off fsync, synchronous_commit and full_page_writes: a crash of the server
+then loses the commits of its last ~0.6 s and a crash of the host may corrupt the cluster, so it
+is for tests only; demos keep PostgreSQL's durable defaults.
 initdb and the server refuse to run as root, so as root they run as the ``postgres`` user.
 """
 
@@ -128,9 +129,13 @@ class PgCluster:
         with open(os.path.join(self.data, "cluster.conf"), "w") as f:
             f.write("\n".join(settings) + "\n")
 
-    def restart(self) -> None:
-        """Restart the server (``pg_ctl restart -m fast``): every open connection breaks."""
-        self._pg_ctl("restart", "-m", "fast")
+    def restart(self, mode: str = "fast") -> None:
+        """Restart the server: every open connection breaks.
+
+        ``mode="immediate"`` is a crash: the server recovers from its WAL, and UNLOGGED tables
+        come back empty.
+        """
+        self._pg_ctl("restart", "-m", mode)
 
     def stop(self) -> None:
         """Stop the server and remove its directory; safe to call twice."""

@@ -146,6 +146,25 @@ def test_a_tracker_survives_the_server_restarting(pg_cluster: PgCluster, pg_dsn:
         t.close()
 
 
+def test_after_a_server_crash_presence_is_empty_and_the_rest_is_kept(
+    pg_cluster: PgCluster, pg_dsn: str
+) -> None:
+    t = TrackerPair(PgStore(pg_dsn))
+    try:
+        t.user("alice")
+        t.online("alice", 7001)
+        assert t.store.one("SELECT count(*) FROM online") == (1,)
+        # The test cluster runs with synchronous_commit=off, so a crash may lose the last
+        # ~0.6 s of commits; a checkpoint writes them out first, as a durable server would have.
+        t.store.run("CHECKPOINT")
+        pg_cluster.restart(mode="immediate")
+        t.call(P.OP_LIST_GROUPS, as_user="alice")  # may fail once: its connection was cut
+        assert t.ok(P.OP_LIST_GROUPS, as_user="alice") == {"groups": []}  # session kept
+        assert t.store.one("SELECT count(*) FROM online") == (0,)  # peers announce again
+    finally:
+        t.close()
+
+
 def test_an_unreachable_server_is_a_store_error(pg_cluster: PgCluster) -> None:
     started = time.monotonic()
     with pytest.raises(StoreError, match="cannot use the PostgreSQL database"):
