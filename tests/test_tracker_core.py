@@ -1,4 +1,5 @@
-"""The tracker's whole request path, frames in and frames out, on a real SQLite file.
+"""The tracker's whole request path, frames in and frames out, on a real database:
+the same tests run on a SQLite file and on a PostgreSQL database.
 
 No sockets and no processes: what a peer would send goes straight into ``TrackerCore`` and the
 test reads the reply a peer would get. Covers every operation's handler, the session check
@@ -10,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from stores import Backend
 from tracker_pair import TrackerPair, file_meta, key_of
 
 from messages import protocol as P
@@ -25,13 +26,14 @@ from messages.grants import GrantChecker
 from messages.records import FileEntry, GroupEntry, Heartbeat, Holder, LeaveResult, Revocation
 from messages.schema import OPS
 from tracker import handlers
+from tracker.pg_store import PgStore
 from tracker.sqlite_store import SqliteStore
 from tracker.store import StoreError
 
 
 @pytest.fixture
-def t(tmp_path: Path) -> Iterator[TrackerPair]:
-    pair = TrackerPair(str(tmp_path / "t.db"))
+def t(backend: Backend) -> Iterator[TrackerPair]:
+    pair = TrackerPair(backend.open())
     try:
         yield pair
     finally:
@@ -293,22 +295,31 @@ def test_a_bug_in_a_handler_costs_one_request(films: TrackerPair, monkeypatch: p
     assert "music" in names and "halfway" not in names
 
 
-class FailingCommit(SqliteStore):
-    """A real SQLite store whose next commit fails the way a full disk makes it fail."""
+class FailingCommit:
+    """Mixed into a real store: its next commit fails the way a full disk makes it fail."""
 
     fail_next = False
 
     def commit(self) -> None:
         if self.fail_next:
             self.fail_next = False
-            self.rollback()
+            self.rollback()  # type: ignore[attr-defined]
             raise StoreError("database or disk is full")
-        super().commit()
+        super().commit()  # type: ignore[misc]
 
 
-def test_a_failed_commit_acknowledges_nothing_and_forgets_its_presence(tmp_path: Path) -> None:
-    store = FailingCommit(str(tmp_path / "t.db"))
-    t = TrackerPair("", store)
+class FailingSqlite(FailingCommit, SqliteStore):
+    pass
+
+
+class FailingPg(FailingCommit, PgStore):
+    pass
+
+
+def test_a_failed_commit_acknowledges_nothing_and_forgets_its_presence(backend: Backend) -> None:
+    store = backend.open({"sqlite": FailingSqlite, "postgresql": FailingPg}[backend.name])
+    assert isinstance(store, FailingCommit)
+    t = TrackerPair(store)
     try:
         t.user("alice")
         t.group("alice", "films")
@@ -333,14 +344,13 @@ def test_a_failed_commit_acknowledges_nothing_and_forgets_its_presence(tmp_path:
         t.close()
 
 
-def test_a_retried_write_gets_its_own_reply_even_after_a_restart(tmp_path: Path) -> None:
-    db = str(tmp_path / "t.db")
-    t = TrackerPair(db)
+def test_a_retried_write_gets_its_own_reply_even_after_a_restart(backend: Backend) -> None:
+    t = TrackerPair(backend.open())
     req = t.request(P.OP_CREATE_USER, {"user": "alice", "password": "pw"}, cid="peer-1", rid=41)
     first = t.batch(req.encode())[0]
     assert Reply.decode(first).ok
     t.close()
-    t = TrackerPair(db)  # a restarted tracker on the same file
+    t = TrackerPair(backend.open())  # a restarted tracker on the same database
     try:
         again = t.batch(req.encode())[0]
         assert again == first  # the very same reply, not "user exists"

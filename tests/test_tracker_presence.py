@@ -1,18 +1,17 @@
-"""Presence rules against the real presence tables (SQLite, in memory beside the state file).
+"""Presence rules against the real presence tables, on both stores.
+
+SQLite keeps them in memory beside the state file, PostgreSQL in UNLOGGED tables.
 
 Time is passed in, so expiry is tested with plain numbers rather than a patched clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
+from stores import Backend
 
 from messages.bitfield import Bitfield
 from tracker.presence import Online, Presence
-from tracker.sqlite_store import SqliteStore
 
 KEY = ("films", "movie.mkv")
 OTHER = ("films", "other.mkv")
@@ -25,12 +24,8 @@ def key_of(session: str) -> str:
 
 
 @pytest.fixture
-def pr(tmp_path: Path) -> Iterator[Presence]:
-    store = SqliteStore(str(tmp_path / "t.db"))
-    try:
-        yield Presence(store, expiry=5.0)
-    finally:
-        store.close()
+def pr(backend: Backend) -> Presence:
+    return Presence(backend.open(), expiry=5.0)
 
 
 def users(pr: Presence, key: tuple[str, str]) -> list[str]:

@@ -1,18 +1,16 @@
-"""Unit tests for the tracker's durable rules (tracker.rules over a real SQLite file)."""
+"""Unit tests for the tracker's durable rules (tracker.rules over a real database, both stores)."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from stores import Backend
 
 from messages.errors import Code, Refused
 from messages.protocol import MAX_PIECES
 from messages.records import FileMeta
 from tracker.rules import Rules
-from tracker.sqlite_store import SqliteStore
 
 PIECE = 16 * 1024
 
@@ -45,17 +43,8 @@ def expect(code: Code, fn, *args):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    return str(tmp_path / "t.db")
-
-
-@pytest.fixture
-def state(db_path: str) -> Iterator[Rules]:
-    store = SqliteStore(db_path)
-    try:
-        yield Rules(store)
-    finally:
-        store.close()
+def state(backend: Backend) -> Rules:
+    return Rules(backend.open())
 
 
 @pytest.fixture
@@ -94,7 +83,7 @@ def test_session_user_rejects_bad_tokens(state: Rules) -> None:
         expect(Code.UNAUTHORIZED, state.session, bad)
 
 
-def test_logout_ends_the_session_also_in_the_database(db_path: str, state: Rules) -> None:
+def test_logout_ends_the_session_also_in_the_database(state: Rules) -> None:
     state.create_user("alice", "pw")
     token = state.login("alice", "pw")
     other = state.login("alice", "pw")
@@ -340,8 +329,8 @@ def test_stop_share(films: Rules) -> None:
 # --- durability -----------------------------------------------------------------------------
 
 
-def test_state_survives_reopening_the_file(db_path: str) -> None:
-    store = SqliteStore(db_path)
+def test_state_survives_reopening_the_database(backend: Backend) -> None:
+    store = backend.open()
     st = Rules(store)
     st.create_user("alice", "pw")
     token = st.login("alice", "pw")
@@ -353,7 +342,7 @@ def test_state_survives_reopening_the_file(db_path: str) -> None:
     st.share_file("bob", m)
     store.close()
 
-    store2 = SqliteStore(db_path)
+    store2 = backend.open()  # a restarted tracker
     try:
         st2 = Rules(store2)
         assert st2.session(token).user == "alice"

@@ -1,4 +1,4 @@
-"""A tracker core on a real SQLite file, driven with frames: no sockets, no processes.
+"""A tracker core on a real database (SQLite or PostgreSQL), driven with frames: no sockets.
 
 In the spirit of h11's ConnectionPair: a test speaks the wire protocol to ``TrackerCore`` and
 reads what it answers, so every rule is reached in milliseconds.
@@ -17,6 +17,7 @@ from messages.grants import GrantSigner
 from messages.records import FileMeta
 from tracker.core import TrackerCore
 from tracker.sqlite_store import SqliteStore
+from tracker.store import Store
 
 PIECE = 16 * 1024
 
@@ -50,8 +51,9 @@ class TrackerPair:
     """One tracker core and as many clients as a test wants; each user speaks from its own key
     and its own connection (routing id ``route-<user>``)."""
 
-    def __init__(self, db_path: str, store: SqliteStore | None = None, *, expiry: float = 5.0) -> None:
-        self.store = store or SqliteStore(db_path)
+    def __init__(self, db: str | Store, *, expiry: float = 5.0) -> None:
+        """``db``: an open store (SQLite or PostgreSQL), or the path of a SQLite file to open."""
+        self.store = SqliteStore(db) if isinstance(db, str) else db
         self.clock = Clock()
         self.wall = Clock(1_800_000_000.0)
         self.core = TrackerCore(

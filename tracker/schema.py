@@ -1,17 +1,21 @@
 """The tracker's tables, written once for both stores.
 
 Only the column types differ between SQLite and PostgreSQL (BLOB/BYTEA, REAL/DOUBLE
-PRECISION), so the DDL is one text with the types filled in per dialect; every statement the
+PRECISION; PostgreSQL's presence tables are UNLOGGED and its text sorts in byte order like
+SQLite's), so the DDL is one text with the types filled in per dialect; every statement the
 rules run is shared as is. Names avoid words PostgreSQL reserves (``user`` is ``uname``).
 """
 
 from __future__ import annotations
 
+import re
+
 SCHEMA_VERSION = 3  # 2: files keep only their root hash; 3: sessions bound to a CURVE key
 
 _TYPES = {
-    "sqlite": {"blob": "BLOB", "real": "REAL", "int": "INTEGER"},
-    "postgresql": {"blob": "BYTEA", "real": "DOUBLE PRECISION", "int": "BIGINT"},
+    "sqlite": {"blob": "BLOB", "real": "REAL", "int": "INTEGER", "unlogged": ""},
+    # Presence is rebuilt by heartbeats: no WAL for it (PostgreSQL empties it after a crash).
+    "postgresql": {"blob": "BYTEA", "real": "DOUBLE PRECISION", "int": "BIGINT", "unlogged": "UNLOGGED "},
 }
 
 _DURABLE = """
@@ -53,29 +57,33 @@ CREATE INDEX IF NOT EXISTS replies_by_age ON replies (at);
 
 # Presence: rebuilt by heartbeats after a restart, so never worth an fsync.
 _PRESENCE = """
-CREATE TABLE IF NOT EXISTS {p}online (
+CREATE {unlogged}TABLE IF NOT EXISTS {p}online (
     session {blob} PRIMARY KEY, uname TEXT NOT NULL, key TEXT NOT NULL, endpoint TEXT NOT NULL,
     plain {int} NOT NULL, route {blob} NOT NULL, seen {real} NOT NULL);
 CREATE INDEX IF NOT EXISTS {p}online_by_seen ON online (seen);
 CREATE INDEX IF NOT EXISTS {p}online_by_user ON online (uname);
 CREATE INDEX IF NOT EXISTS {p}online_by_key ON online (key);
-CREATE TABLE IF NOT EXISTS {p}serving (
+CREATE {unlogged}TABLE IF NOT EXISTS {p}serving (
     grp TEXT NOT NULL, name TEXT NOT NULL, session {blob} NOT NULL, have {blob},
     suspect {int} NOT NULL DEFAULT 0, PRIMARY KEY (grp, name, session));
 CREATE INDEX IF NOT EXISTS {p}serving_by_session ON serving (session, grp);
-CREATE TABLE IF NOT EXISTS {p}reports (
+CREATE {unlogged}TABLE IF NOT EXISTS {p}reports (
     grp TEXT NOT NULL, name TEXT NOT NULL, holder TEXT NOT NULL, reporter TEXT NOT NULL,
     piece {int} NOT NULL, at {real} NOT NULL, PRIMARY KEY (grp, name, holder, reporter, piece));
 """
 
 
-def _statements(text: str, **subst: str) -> list[str]:
-    return [s.strip().format(**subst) for s in text.split(";") if s.strip()]
+def _statements(text: str, dialect: str, **subst: str) -> list[str]:
+    if dialect == "postgresql":
+        # Byte order, like SQLite's BINARY, whatever locale the database was created with, so
+        # listings sorted by name come out the same on both stores.
+        text = re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', text)
+    return [s.strip().format(**subst, **_TYPES[dialect]) for s in text.split(";") if s.strip()]
 
 
 def durable_ddl(dialect: str) -> list[str]:
-    return _statements(_DURABLE, **_TYPES[dialect])
+    return _statements(_DURABLE, dialect)
 
 
 def presence_ddl(dialect: str, prefix: str = "") -> list[str]:
-    return _statements(_PRESENCE, p=prefix, **_TYPES[dialect])
+    return _statements(_PRESENCE, dialect, p=prefix)

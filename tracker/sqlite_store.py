@@ -80,10 +80,7 @@ class SqliteStore:
         try:
             version = self._version()
             if version is not None and version != str(SCHEMA_VERSION):
-                raise SchemaMismatch(
-                    f"database schema version {version}, this tracker needs {SCHEMA_VERSION}; "
-                    "start it on a new database file"
-                )
+                raise SchemaMismatch(version, SCHEMA_VERSION)
             for stmt in durable_ddl(self.dialect):
                 self.db.execute(stmt)
             for stmt in presence_ddl(self.dialect, "live."):

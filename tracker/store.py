@@ -29,6 +29,12 @@ class StoreError(Exception):
 class SchemaMismatch(StoreError):
     """The database was made by a tracker of another schema version."""
 
+    def __init__(self, found: str, needed: int) -> None:
+        super().__init__(
+            f"database schema version {found}, this tracker needs {needed}; start it on a new database",
+            fatal=True,
+        )
+
 
 class Store(Protocol):
     dialect: str  # "sqlite" or "postgresql"
