@@ -216,6 +216,12 @@ class AsyncControl:
     def busy(self) -> bool:
         return self.op is not None
 
+    def follow(self) -> None:
+        """Move to the tracker now in use (another thread found ours gone): drop the socket;
+        a call under way is abandoned and reported unanswered by the next ``poll``."""
+        self.client.reset()
+        self._deadline = 0.0
+
     def start(self, op: str, args: dict[str, Any], *, token: str | None = None) -> None:
         self._id, frames = self.client.build(op, args, token=token)
         self.client.send(frames)

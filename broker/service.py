@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 
@@ -37,6 +37,17 @@ class Inbound:
 
 Outbound = tuple[bytes, list[Any]]  # (routing id, frames)
 BatchHandler = Callable[[list[Inbound]], Iterable[Outbound]]
+
+
+class Watch(Protocol):
+    """Another file descriptor the loop polls beside the socket (say, a database listener)."""
+
+    def fileno(self) -> int: ...  # -1 while there is nothing to poll
+    def ready(self) -> Iterable[Outbound]:
+        """Called when the descriptor is readable (and at every tick): messages to send."""
+        ...
+
+
 BATCH_BYTES = 4 * 1024 * 1024
 
 
@@ -79,23 +90,36 @@ class RouterService:
         stop: threading.Event,
         on_tick: Callable[[], Iterable[Outbound] | None] | None = None,
         tick: float = 0.5,
+        watch: Watch | None = None,
     ) -> None:
         """Serve until ``stop`` is set; ``on_tick`` runs at least every ``tick`` seconds and may
-        return messages to send (pushes)."""
-        poller = zmq.Poller()
-        poller.register(self.sock, zmq.POLLIN)
+        return messages to send (pushes), as may ``watch`` when its descriptor is readable."""
         next_tick = time.monotonic() + tick
         try:
             while not stop.is_set():
+                poller = self._poller(watch)
                 timeout = max(0.0, next_tick - time.monotonic())
-                if poller.poll(int(min(timeout, 0.2) * 1000)):
+                ready = dict(poller.poll(int(min(timeout, 0.2) * 1000)))
+                if self.sock in ready:
                     self._serve_batch()
+                if watch is not None and (len(ready) > (self.sock in ready) or time.monotonic() >= next_tick):
+                    self._send_all(watch.ready())
                 if on_tick is not None and time.monotonic() >= next_tick:
-                    for ident, frames in on_tick() or ():
-                        self.send(ident, frames)
+                    self._send_all(on_tick() or ())
                     next_tick = time.monotonic() + tick
         finally:
             self.sock.close(linger=0)
+
+    def _poller(self, watch: Watch | None) -> zmq.Poller:
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        if watch is not None and watch.fileno() >= 0:
+            poller.register(watch.fileno(), zmq.POLLIN)
+        return poller
+
+    def _send_all(self, messages: Iterable[Outbound]) -> None:
+        for ident, frames in messages:
+            self.send(ident, frames)
 
     def take_batch(self) -> list[Inbound]:
         """What is waiting, up to ``batch`` messages or BATCH_BYTES, whichever comes first."""

@@ -21,6 +21,7 @@ class TrackerSet:
         self.server_key = server_key
         self.keys = keys
         self._current = 0
+        self.switches = 0  # bumped at every change of tracker: clients on the old one move too
         self._lock = threading.Lock()
         self._switched: list[Callable[[str], None]] = []
 
@@ -34,6 +35,7 @@ class TrackerSet:
         with self._lock:
             if self.endpoints[self._current] == endpoint and len(self.endpoints) > 1:
                 self._current = (self._current + 1) % len(self.endpoints)
+                self.switches += 1
                 now = self.endpoints[self._current]
             else:
                 return self.endpoints[self._current]

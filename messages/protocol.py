@@ -83,7 +83,7 @@ OP_GET_DIGESTS = "digests"
 
 # Timing (seconds).
 HEARTBEAT_INTERVAL = 1.0
-HEARTBEAT_EXPIRY = 5.0  # the tracker drops a peer unseen for this long
+HEARTBEAT_EXPIRY = 2.5  # the tracker drops a peer unseen for this long: a dead holder goes within 3 s
 GRANT_LIFETIME = 60.0  # downloaders refresh holders (and grants) well before; revocations are pushed
 REQUEST_TIMEOUT = 3.0  # one control request attempt
 REQUEST_RETRIES = 3

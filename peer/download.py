@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import zmq
 
@@ -28,18 +28,21 @@ from broker.eventbus import EventBus
 from broker.trackers import TrackerSet
 from messages import protocol as P
 from messages.bitfield import Bitfield
-from messages.errors import Code, LocalError, ProtocolError, TorrentError
-from messages.events import EVENT_INTERVAL, DownloadState, ProgressEvent
+from messages.control import Push
+from messages.errors import Code, LocalError, TorrentError
+from messages.events import DownloadState, ProgressEvent
 from messages.pipeline import READY, Assignment, Outcome, Result
 from messages.protocol import DIGEST_SIZE
-from messages.records import FileMeta, Holder
+from messages.records import FileMeta
 
 from .digests import DigestFetch
 from .fetcher import Fetcher
 from .hashing import root_hash
+from .holderbook import HolderBook
 from .library import Library
 from .partfile import PartFile
 from .picker import Picker
+from .progress import Reporter
 from .schedule import Schedule
 
 log = logging.getLogger(__name__)
@@ -53,19 +56,6 @@ class Settings:
     workers: int = 4
     max_per_holder: int = 4
     piece_timeout: float = 8.0
-
-
-@dataclass(slots=True)
-class _Tally:
-    """What the coordinator counts; status snapshots are made from it."""
-
-    reused: int = 0
-    state: DownloadState = DownloadState.RUNNING
-    error: str = ""
-    note: str = ""
-    finished: float = 0.0
-    from_holders: dict[str, int] = field(default_factory=dict)  # user -> pieces received
-    failures: dict[str, int] = field(default_factory=dict)  # user -> failed requests
 
 
 class Download:
@@ -89,8 +79,6 @@ class Download:
         """``distrusted`` holds (holder key, group, file) that sent this process bad data: such
         holders are never asked, and holders found bad here are added to it."""
         self.ctx, self.trackers, self.token = ctx, trackers, token
-        self.distrusted = distrusted if distrusted is not None else set()
-        self._reports: list[dict[str, object]] = []  # bad pieces to tell the tracker about
         self.library, self.meta = library, meta
         self.digests = digests or b""  # fetched from a holder first when not known
         self.settings, self.events, self.peer_name = settings, events, peer_name
@@ -101,16 +89,15 @@ class Download:
         self.picker = Picker(Bitfield(meta.num_pieces), max_per_holder=settings.max_per_holder)
         self.started = time.monotonic()
         self.schedule = Schedule(settings.piece_timeout, self.started)
-        self._tally = _Tally()
-        self._holders: dict[str, Holder] = {}  # by holder id (its endpoint), from the last list
-        self._names: dict[str, str] = {}  # holder id -> user, for every holder ever listed
+        self.book = HolderBook(meta, self.picker, distrusted if distrusted is not None else set())
+        self.progress = Reporter(peer_name, meta, self.final, self.started)
+        self._tally = self.progress.tally
+        self._switches = trackers.switches
         self._workers: list[Fetcher] = []
-        self._pub: zmq.Socket | None = None
-        self._last_event = 0.0
         self._cancel = threading.Event()
         self._cancel_reason = ""
         self._workers_stop = threading.Event()
-        self._snapshot = self._make_snapshot()
+        self._snapshot = self.progress.snapshot(self.picker)
         self._thread = threading.Thread(target=self._run, name=f"download-{meta.name}", daemon=True)
         self.done_event = threading.Event()
 
@@ -136,8 +123,8 @@ class Download:
 
     # --- the coordinator thread -------------------------------------------------------------
     def _run(self) -> None:
-        link = AsyncControl(self.ctx, self.trackers, timeout=2.0)
-        self._pub = self.events.publisher() if self.events is not None else None
+        link = AsyncControl(self.ctx, self.trackers, timeout=2.0, on_push=self._on_push)
+        self.progress.pub = self.events.publisher() if self.events is not None else None
         try:
             self._download(link)
             self._tally.state = DownloadState.COMPLETE
@@ -164,8 +151,7 @@ class Download:
             raise LocalError(Code.DOWNLOAD_FAILED, "piece digests do not match the file's root hash")
         self.part.finish()
         if self.on_complete is not None:
-            note = self.on_complete(self)
-            self._tally.note = "; ".join(n for n in (self._tally.note, note) if n)
+            self._tally.add_note(self.on_complete(self))
 
     def _digests_from_holders(self, link: AsyncControl) -> bytes:
         """Ask listed holders for digests that match the root; wait for holders if none."""
@@ -178,7 +164,7 @@ class Download:
                 self._check_cancel()
                 now = time.monotonic()
                 self._talk_to_tracker(link, now)
-                fetch.offer(list(self._holders.values()), now)
+                fetch.offer(list(self.book.holders.values()), now)
                 digests = fetch.poll(50)
                 if digests is not None:
                     return digests
@@ -241,19 +227,25 @@ class Download:
 
     # --- the loop's steps -------------------------------------------------------------------
     def _talk_to_tracker(self, link: AsyncControl, now: float) -> None:
+        if self.trackers.switches != self._switches:  # the peer moved to another tracker
+            self._switches = self.trackers.switches
+            link.follow()
+            self.schedule.holders_now()  # subscribe there (a dead tracker pushes nothing)
         outcome = link.poll()
+        if outcome is not None and outcome.reply is None:
+            self.schedule.unanswered(now, outcome.op)
         if outcome is not None and outcome.reply is not None:
             reply = outcome.reply
             code = reply.error.code if reply.error is not None else None
             if self.schedule.answered(now, outcome.op, code) is not None:
                 reply.unwrap()  # not a member any more, file or group gone: the download fails
             if outcome.op == P.OP_HOLDERS and reply.ok:
-                self._apply_holders(reply.result.get("holders", []))
+                self._forget(self.book.apply(reply.result.get("holders", [])))
         token = self.token()
         if link.busy or not token:
             return
-        if self._reports:  # bad data first: the sooner the tracker knows, the fewer are hurt
-            link.start(P.OP_REPORT, self._reports.pop(0), token=token)
+        if self.book.reports:  # bad data first: the sooner the tracker knows, the fewer are hurt
+            link.start(P.OP_REPORT, self.book.reports.pop(0), token=token)
             return
         op = self.schedule.next_call(now)
         args: dict[str, object] = {"group": self.meta.group, "file": self.meta.name}
@@ -265,7 +257,7 @@ class Download:
     def _ventilate(self, vent: zmq.Socket, now: float) -> None:
         while (choice := self.picker.assign(now)) is not None:
             piece, hid = choice
-            h = self._holders[hid]
+            h = self.book.holders[hid]
             a = Assignment(piece, hid, h.grant, self.settings.piece_timeout, key="" if h.plain else h.key)
             try:
                 vent.send_multipart(a.encode(), zmq.NOBLOCK)
@@ -296,7 +288,7 @@ class Download:
         missing = self.picker.unavailable() if not in_flight else []
         verdict = self.schedule.starving(now, in_flight=in_flight, unavailable=len(missing))
         if verdict is Code.NO_HOLDERS:
-            raise LocalError(Code.NO_HOLDERS, self._unavailable_message(missing))
+            raise LocalError(Code.NO_HOLDERS, self.book.unavailable_message(missing, self.part.path))
         if verdict is Code.TIMEOUT:
             raise LocalError(
                 Code.TIMEOUT, f"tracker unreachable for a long while; partial file kept at {self.part.path}"
@@ -305,7 +297,7 @@ class Download:
     # --- results and holders ----------------------------------------------------------------
     def _on_result(self, r: Result) -> None:
         self.schedule.settled(r.piece, r.holder)
-        user = self._user(r.holder)
+        user = self.book.user(r.holder)
         if r.outcome is Outcome.LOCAL:
             raise LocalError(Code(r.code), f"cannot write {self.part.path}: {r.message}; partial file kept")
         if r.outcome is Outcome.FAILED and r.code == Code.BUSY:
@@ -314,58 +306,35 @@ class Download:
         if r.outcome is not Outcome.OK:
             log.info("piece %d from %s failed: %s %s", r.piece, user, r.code, r.message)
             self.picker.failed(r.piece, r.holder, time.monotonic(), ban=r.outcome is Outcome.BAD_DATA)
-            self._tally.failures[user] = self._tally.failures.get(user, 0) + 1
+            self._tally.failed(user)
             if r.outcome is Outcome.BAD_DATA:
-                self._tally.note = f"{user} sent bad data and was dropped"
-                self._distrust(r)
+                self._tally.add_note(f"{user} sent bad data and was dropped")
+                self.book.distrust(r.holder, r.piece, r.code)
             return
         if self.picker.done(r.piece, r.holder):  # False: an endgame duplicate
             self.library.mark(self.key, r.piece)
             self.schedule.gained_piece()
-            self._tally.from_holders[user] = self._tally.from_holders.get(user, 0) + 1
+            self._tally.received(user)
 
-    def _apply_holders(self, wire: list) -> None:
-        seen = set()
-        for item in wire:
-            try:
-                h = Holder.from_wire(item)
-                have = None if h.have is None else Bitfield.decode(self.meta.num_pieces, h.have)
-            except ProtocolError as exc:
-                log.warning("ignoring malformed holder: %s", exc)
-                continue
-            seen.add(h.endpoint)
-            self._holders[h.endpoint] = h
-            self._names[h.endpoint] = h.user
-            if (h.key, self.meta.group, self.meta.name) in self.distrusted:
-                self.picker.banned.add(h.endpoint)
-            self.picker.update_holder(h.endpoint, have)
-        for hid in [hid for hid in self.picker.holders if hid not in seen]:
-            self.picker.remove_holder(hid)
-            self.schedule.forget_holder(hid)
-            self._holders.pop(hid, None)
-
-    def _distrust(self, r: Result) -> None:
-        """Never ask this holder for this file again in this process; report a bad piece."""
-        h = self._holders.get(r.holder)
-        if h is None:
+    def _on_push(self, push: Push) -> None:
+        """The tracker tells us about this file's holders (or that the file was removed)."""
+        body = push.body
+        if (body.get("group"), body.get("file")) != self.key:
             return
-        self.distrusted.add((h.key, self.meta.group, self.meta.name))
-        if r.code == Code.BAD_PIECE:
-            self._reports.append(
-                {"group": self.meta.group, "file": self.meta.name, "holder": h.key, "piece": r.piece}
+        if push.kind == P.PUSH_REMOVED:
+            self.cancel(
+                f"[{self.meta.group}] {self.meta.name} was removed from the group by {body.get('by')}"
             )
+        elif push.kind == P.PUSH_HOLDERS:
+            grant = self.book.grant
+            if body.get("refresh") or grant is None:
+                self.schedule.holders_now()
+            else:
+                self._forget(self.book.merge(body, grant))
 
-    def _user(self, hid: str) -> str:
-        return self._names.get(hid, hid)
-
-    def _unavailable_message(self, missing: list[int]) -> str:
-        shown = ", ".join(map(str, missing[:8])) + (" ..." if len(missing) > 8 else "")
-        banned = sorted(self._user(h) for h in self.picker.banned)
-        why = f"; dropped for bad data: {', '.join(banned)}" if banned else ""
-        return (
-            f"no online peer holds {len(missing)} of {self.meta.num_pieces} pieces ({shown}){why}; "
-            f"partial file kept at {self.part.path}"
-        )
+    def _forget(self, gone: list[str]) -> None:
+        for hid in gone:
+            self.schedule.forget_holder(hid)
 
     # --- ending -----------------------------------------------------------------------------
     def _fail(self, message: str, link: AsyncControl) -> None:
@@ -393,8 +362,8 @@ class Download:
             link.close()
             self._tally.finished = time.monotonic()
             self._refresh(force=True)
-            if self._pub is not None:
-                self._pub.close()
+            if self.progress.pub is not None:
+                self.progress.pub.close()
         except Exception:
             log.exception("cleaning up download %s", self.meta.name)
         try:
@@ -408,39 +377,6 @@ class Download:
     # --- progress ---------------------------------------------------------------------------
     def _refresh(self, force: bool = False) -> None:
         """A new snapshot for status() and the event bus, at most every EVENT_INTERVAL."""
-        now = time.monotonic()
-        if not force and now - self._last_event < EVENT_INTERVAL:
-            return
-        self._last_event = now
-        self._snapshot = event = self._make_snapshot()
-        if self._pub is not None:
-            try:
-                self._pub.send_multipart(event.encode(), zmq.NOBLOCK)
-            except zmq.Again:
-                pass
-
-    def _make_snapshot(self) -> ProgressEvent:
-        t, picker = self._tally, self.picker
-        flight = Bitfield(self.meta.num_pieces)
-        if t.state is DownloadState.RUNNING:
-            for piece in picker.in_flight:
-                flight.add(piece)
-        return ProgressEvent(
-            peer=self.peer_name,
-            group=self.meta.group,
-            name=self.meta.name,
-            dest=self.final,
-            size=self.meta.size,
-            total=self.meta.num_pieces,
-            done=len(picker.have),
-            reused=t.reused,
-            state=t.state,
-            elapsed=(t.finished or time.monotonic()) - self.started,
-            holders=dict(t.from_holders),
-            sources=sum(1 for h in picker.holders.values() if picker.alive(h)),
-            in_flight=len(picker.in_flight),
-            have=picker.have.encode(),
-            flight=flight.encode(),
-            error=t.error,
-            note=t.note,
-        )
+        event = self.progress.refresh(self.picker, force=force)
+        if event is not None:
+            self._snapshot = event

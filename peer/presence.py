@@ -82,7 +82,14 @@ class PresenceKeeper(ServiceThread):
 
     def _beat_safely(self, client: ControlClient, token: str) -> None:
         try:
-            self._beat(client, token)
+            try:
+                self._beat(client, token)
+            except TorrentError as exc:
+                if exc.code != Code.TIMEOUT or len(self.trackers.endpoints) < 2:
+                    raise
+                # Our tracker is gone and the client moved to the next: beat there at once,
+                # before our lease runs out, so we never look gone to downloaders.
+                self._beat(client, token)
         except TorrentError as exc:
             if exc.code == Code.UNAUTHORIZED and token == self.token():
                 log.warning("tracker forgot our session: %s", exc.message)

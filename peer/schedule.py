@@ -3,12 +3,14 @@
 Like the picker, this class has no sockets and no clock of its own, so each rule is tested
 with a fake clock:
 
-- the tracker link carries one call at a time: a fresh holder list every HOLDER_REFRESH,
+- the tracker link carries one call at a time: a fresh holder list every HOLDER_REFRESH (a
+  safety net: holder changes are pushed), sooner after a call went unanswered or when asked,
   otherwise the pieces we gained (batched, at most every PROGRESS_EVERY);
 - a holder-list answer with a FATAL code (no longer a member, file or group gone, session
   ended) ends the download;
-- a download starves when nothing is in flight and nothing can be asked: once the tracker has
-  answered twice since, and NO_HOLDER_GRACE has passed, missing pieces nobody holds end it;
+- a download starves when nothing is in flight and nothing can be asked: it then asks for
+  holders every RETRY_HOLDERS; once the tracker has answered twice since, and NO_HOLDER_GRACE
+  has passed, missing pieces nobody holds end it;
   TRACKER_GRACE without any tracker answer ends it too;
 - every assignment has a deadline: a worker that died (or a reply that never came) gives its
   piece back after the worker's own timeout plus ASSIGNMENT_SLACK.
@@ -22,7 +24,8 @@ from messages import protocol as P
 from messages.errors import Code
 
 FATAL = frozenset({Code.NOT_MEMBER, Code.NO_SUCH_FILE, Code.NO_SUCH_GROUP, Code.UNAUTHORIZED})
-HOLDER_REFRESH = 1.0  # seconds between holder lists from the tracker
+HOLDER_REFRESH = 15.0  # seconds between holder lists: a safety net, changes are pushed
+RETRY_HOLDERS = 1.0  # ... but sooner while the tracker did not answer the last one
 PROGRESS_EVERY = 0.5  # seconds between batched progress reports to the tracker
 NO_HOLDER_GRACE = 4.0  # how long a piece may have no holder before the download gives up
 TRACKER_GRACE = 60.0  # how long we wait on an unreachable tracker with nobody to fetch from
@@ -48,7 +51,8 @@ class Schedule:
     def next_call(self, now: float) -> str | None:
         """Which call to start now on an idle link, if any."""
         if now >= self.next_holders:
-            self.next_holders = now + HOLDER_REFRESH
+            # While starving, ask every RETRY_HOLDERS: the verdict waits on fresh lists.
+            self.next_holders = now + (RETRY_HOLDERS if self.stalled_since is not None else HOLDER_REFRESH)
             return P.OP_HOLDERS
         if self.progress_dirty and now >= self.next_progress:
             self.progress_dirty, self.next_progress = False, now + PROGRESS_EVERY
@@ -57,6 +61,18 @@ class Schedule:
 
     def gained_piece(self) -> None:
         self.progress_dirty = True
+
+    def holders_now(self) -> None:
+        """Ask for the full holder list at the next chance (a push could not say it all, or
+        the tracker changed and our subscription must be made there)."""
+        self.next_holders = 0.0
+
+    def unanswered(self, now: float, op: str) -> None:
+        """The tracker did not answer ``op`` (the link moved on): try again soon."""
+        if op == P.OP_HOLDERS:
+            self.next_holders = min(self.next_holders, now + RETRY_HOLDERS)
+        elif op == P.OP_PROGRESS:
+            self.progress_dirty = True
 
     def answered(self, now: float, op: str, code: Code | str | None) -> Code | None:
         """The tracker answered ``op`` (``code`` None: success); the reason to stop, if fatal."""
@@ -76,6 +92,7 @@ class Schedule:
             return None
         if self.stalled_since is None:
             self.stalled_since, self.answers_since_stall = now, 0
+            self.next_holders = min(self.next_holders, now + RETRY_HOLDERS)
             return None
         if unavailable and self.answers_since_stall >= 2 and now - self.stalled_since > NO_HOLDER_GRACE:
             return Code.NO_HOLDERS

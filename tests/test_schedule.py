@@ -9,6 +9,7 @@ from peer.schedule import (
     HOLDER_REFRESH,
     NO_HOLDER_GRACE,
     PROGRESS_EVERY,
+    RETRY_HOLDERS,
     TRACKER_GRACE,
     Schedule,
 )
@@ -90,3 +91,23 @@ def test_assignments_come_back_after_their_deadline() -> None:
     assert s.overdue(T0 + 8.0 + ASSIGNMENT_SLACK) == []  # reported once
     s.forget_holder("h1")  # the holder left: its deadlines go with it
     assert s.overdue(T0 + 100) == []
+
+
+def test_holder_lists_are_a_slow_safety_net_but_quick_while_starving() -> None:
+    s = Schedule(piece_timeout=8.0, started=T0)
+    assert s.next_call(T0) == P.OP_HOLDERS
+    assert s.next_call(T0 + HOLDER_REFRESH - 1) is None  # changes come as pushes meanwhile
+    s.starving(T0 + 1, in_flight=0, unavailable=1)  # nothing to do: look again soon
+    assert s.next_call(T0 + 1 + RETRY_HOLDERS) == P.OP_HOLDERS
+    assert s.next_call(T0 + 1 + 2 * RETRY_HOLDERS) == P.OP_HOLDERS
+
+
+def test_unanswered_calls_are_retried_soon_and_asked_lists_come_at_once() -> None:
+    s = Schedule(piece_timeout=8.0, started=T0)
+    s.next_call(T0)
+    s.unanswered(T0 + 2, P.OP_HOLDERS)
+    assert s.next_call(T0 + 2 + RETRY_HOLDERS) == P.OP_HOLDERS
+    s.holders_now()
+    assert s.next_call(T0 + 3.1) == P.OP_HOLDERS
+    s.unanswered(T0 + 4, P.OP_PROGRESS)  # the pieces we gained are reported again
+    assert s.progress_dirty

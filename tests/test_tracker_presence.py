@@ -130,18 +130,33 @@ def test_drop_is_idempotent(pr: Presence) -> None:
     assert not pr.is_online(b"ta")
 
 
-def test_routes_for_pushes(pr: Presence) -> None:
+def test_targets_for_pushes(pr: Presence) -> None:
+    pr.tracker = "t1"
     pr.announce(Online(b"ta", "alice", key_of("ta"), "tcp://a:1", False), b"route-ta", T0)
+    pr.tracker = "t2"  # bob talks to another tracker of the cluster
     pr.announce(Online(b"tb", "bob", key_of("tb"), "tcp://b:1", True), b"route-tb", T0)
     pr.serve(b"ta", KEY, None)
     pr.serve(b"tb", OTHER, None)
     pr.serve(b"tb", MUSIC, None)
-    assert sorted(pr.routes_serving("films")) == [b"route-ta", b"route-tb"]
-    assert pr.routes_serving("films", "other.mkv") == [b"route-tb"]
-    assert pr.route_of(key_of("tb")) == b"route-tb"
-    pr.touch(b"tb", b"route-tb2", T0 + 1)  # heartbeats now come on another connection
-    assert pr.route_of(key_of("tb")) == b"route-tb2"
+    assert sorted(pr.targets({"group": "films"})) == [("t1", b"route-ta"), ("t2", b"route-tb")]
+    assert pr.targets({"group": "films", "file": "other.mkv"}) == [("t2", b"route-tb")]
+    assert pr.targets({"key": key_of("tb")}) == [("t2", b"route-tb")]
+    pr.tracker = "t1"
+    pr.touch(b"tb", b"route-tb2", T0 + 1)  # failover: bob's heartbeats now come to t1
+    assert pr.targets({"key": key_of("tb")}) == [("t1", b"route-tb2")]
+    pr.subscribe(KEY, b"route-dl", T0)
+    assert pr.targets({"subscribed": "films", "file": "movie.mkv"}) == [("t1", b"route-dl")]
     assert pr.holders(OTHER)[0].plain is True
+
+
+def test_changes_are_noted_for_subscribers(pr: Presence) -> None:
+    pr.announce(Online(b"ta", "alice", key_of("ta"), "tcp://a:1", False), b"route-ta", T0)
+    pr.serve(b"ta", KEY, Bitfield.from_indices(3, [0]))
+    (change,) = pr.changes
+    assert change.file == KEY and change.row is not None and change.row.user == "alice"
+    pr.changes.clear()
+    pr.drop(b"ta")
+    assert [(c.file, c.left) for c in pr.changes] == [(KEY, key_of("ta"))]
 
 
 def test_suspect_holders_are_not_listed_until_cleared(pr: Presence) -> None:

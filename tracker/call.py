@@ -1,7 +1,9 @@
 """What a handler gets: the tracker's parts (``Env``) and one request with its caller (``Call``).
 
-Handlers reply by returning a Reply and tell other peers things by adding pushes to the
-outbox; the core sends those only after the batch committed (and drops them if it did not).
+Handlers reply by returning a Reply and tell other peers things with ``notify(selector, push)``:
+the connections the selector names are looked up at once (before later changes of the request
+remove them), and the core sends the push to those on this tracker and, through the database,
+asks the other trackers to send it to theirs; all of it only once the batch committed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from messages.control import Push, Reply, Request
 from messages.errors import Code, Refused
 from messages.grants import GrantSigner
 
-from .presence import Presence
+from .presence import Presence, Target
 from .rules import Rules, Session
 
 
@@ -27,11 +29,13 @@ class Env:
     signer: GrantSigner
     epoch: str
     grant_lifetime: float
-    outbox: list[tuple[bytes, list[bytes]]] = field(default_factory=list)
+    notices: list[tuple[list[Target], Push]] = field(default_factory=list)
 
-    def push(self, routes: list[bytes], push: Push) -> None:
-        frames = push.encode()
-        self.outbox.extend((route, frames) for route in routes)
+    def notify(self, selector: dict[str, str], push: Push) -> None:
+        """Push ``push`` to the connections ``selector`` names now (see Presence.targets)."""
+        targets = self.presence.targets(selector)
+        if targets:
+            self.notices.append((targets, push))
 
 
 @dataclass(frozen=True, slots=True)

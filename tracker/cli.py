@@ -19,7 +19,7 @@ from broker.keys import KeyPair, load_or_create
 from messages.endpoints import check_endpoint, key_endpoint
 from messages.errors import LocalError, ProtocolError
 
-from .server import Tracker
+from .server import Tracker, is_postgres
 from .sqlite_store import backup, check
 from .store import StoreError
 
@@ -46,7 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=bind_endpoint,
         help=f"endpoint to listen on (default {DEFAULT_BIND})",
     )
-    ap.add_argument("--db", default=DEFAULT_DB, help=f"SQLite state file (default {DEFAULT_DB})")
+    ap.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        help=f"state: a SQLite file (default {DEFAULT_DB}) or a PostgreSQL URL "
+        "(postgresql://user@host:port/db), which several trackers may share",
+    )
     ap.add_argument(
         "--keys",
         help="folder of the tracker's key pair (default: beside the database); trackers of one "
@@ -67,11 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def setup_logging(db: str, verbose: bool) -> None:
-    log_path = os.path.join(os.path.dirname(os.path.abspath(db)), "tracker.log")
+def setup_logging(args: argparse.Namespace) -> None:
+    log_path = os.path.join(key_folder(args), "tracker.log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     handlers: list[logging.Handler] = [logging.FileHandler(log_path)]
-    if verbose:
+    if args.verbose:
         handlers.append(logging.StreamHandler(sys.stderr))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers
@@ -98,7 +103,10 @@ def run_backup(db: str, dest: str) -> int:
 
 
 def key_folder(args: argparse.Namespace) -> str:
-    return args.keys or os.path.dirname(os.path.abspath(args.db))
+    """Where the key pair (and the log) live: --keys, else beside a SQLite file, else data/."""
+    if args.keys:
+        return str(args.keys)
+    return os.path.dirname(DEFAULT_DB) if is_postgres(args.db) else os.path.dirname(os.path.abspath(args.db))
 
 
 def key_service_bind(args: argparse.Namespace) -> str | None:
@@ -113,7 +121,7 @@ def key_service_bind(args: argparse.Namespace) -> str | None:
 
 
 def serve(args: argparse.Namespace, keys: KeyPair) -> int:
-    setup_logging(args.db, args.verbose)
+    setup_logging(args)
     try:
         tracker = Tracker(args.bind, args.db, keys, key_bind=key_service_bind(args))
     except (zmq.ZMQError, StoreError, OSError) as exc:  # bad endpoint, port in use, bad db
@@ -125,7 +133,8 @@ def serve(args: argparse.Namespace, keys: KeyPair) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    print(f"tracker listening on {tracker.endpoint} key {keys.public} (state: {args.db})", flush=True)
+    state = "PostgreSQL" if is_postgres(args.db) else args.db  # a URL may carry a password
+    print(f"tracker listening on {tracker.endpoint} key {keys.public} (state: {state})", flush=True)
     if tracker.key_endpoint:
         print(f"tracker key on first use from {tracker.key_endpoint}", flush=True)
     try:
@@ -139,6 +148,12 @@ def serve(args: argparse.Namespace, keys: KeyPair) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if (args.check or args.backup) and is_postgres(args.db):
+        print(
+            "error: --check and --backup are for a SQLite file; use pg_dump or a standby for PostgreSQL",
+            file=sys.stderr,
+        )
+        return 2
     if args.check:
         return run_check(args.db)
     if args.backup:

@@ -6,8 +6,9 @@ back the replies: an acknowledged write is always durable and many writes share 
 (group commit). If the commit fails, every request of the batch is answered with an error,
 because nothing of it was stored, presence included (it lives in the same transaction).
 
-Pushes that handlers queue (revocations to seeders, removed files) go out with the replies, and
-only if the batch committed.
+Pushes that handlers queue (revocations to seeders, removed files, holder changes to the
+downloads that follow a file) go out with the replies, and only if the batch committed: to this
+tracker's connections directly, to the other trackers' through database notifications.
 
 Retried writes (same client id and request id, identical bytes) are answered from a durable
 cache of their replies, so a write whose reply was lost, even across a tracker restart, is never
@@ -20,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-import time
 from collections.abc import Callable
 
 from broker.service import Inbound, Outbound
@@ -33,6 +33,7 @@ from messages.schema import OPS
 
 from .call import Call, Env
 from .handlers import HANDLERS
+from .postman import Postman
 from .presence import Presence
 from .rules import Rules
 from .store import Store, StoreError
@@ -51,14 +52,18 @@ class TrackerCore:
         *,
         expiry: float = P.HEARTBEAT_EXPIRY,
         grant_lifetime: float = P.GRANT_LIFETIME,
-        clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
+        wall: Callable[[], float] | None = None,
     ) -> None:
+        """``clock`` (leases) and ``wall`` (grants, throttling) default to the store's clock,
+        the one every tracker on the store shares."""
         self.store = store
-        self.clock = clock
-        self.wall = wall
-        self.presence = Presence(store, expiry)
-        self.env = Env(Rules(store), self.presence, signer, secrets.token_hex(8), grant_lifetime)
+        self.clock = clock or store.clock
+        self.wall = wall or store.clock
+        epoch = secrets.token_hex(8)
+        self.presence = Presence(store, expiry, epoch)
+        self.env = Env(Rules(store), self.presence, signer, epoch, grant_lifetime)
+        self.postman = Postman(store, self.presence, epoch)
 
     @property
     def epoch(self) -> str:
@@ -66,11 +71,12 @@ class TrackerCore:
 
     # --- requests -------------------------------------------------------------------------
     def handle_batch(self, batch: list[Inbound]) -> list[Outbound]:
-        now, wall = self.clock(), self.wall()
-        self.env.outbox.clear()
+        self._forget_news()
         try:
             self.store.begin()
+            now, wall = self.clock(), self.wall()
             replies = [(m.ident, self._handle(m, now, wall)) for m in batch]
+            pushes = self._pushes()
             self.store.commit()
         except StoreError as exc:
             # Nothing of this batch is durable, so nothing of it may be acknowledged.
@@ -78,11 +84,20 @@ class TrackerCore:
             self._rollback()
             if exc.fatal:
                 raise  # a damaged database: stop rather than fail every request forever
-            self.env.outbox.clear()
+            self._forget_news()
             err = TorrentError(Code.INTERNAL, "tracker could not store the change; try again")
             return [(m.ident, Reply.failure(peek_id(m.frames), err).encode()) for m in batch]
-        pushes, self.env.outbox = self.env.outbox, []
         return replies + pushes
+
+    def _pushes(self) -> list[Outbound]:
+        """This batch's notices and holder changes, as frames for us (notifications for others)."""
+        notices = self.env.notices + self.postman.holder_news(self.presence.changes)
+        self._forget_news()
+        return self.postman.deliver(notices)
+
+    def _forget_news(self) -> None:
+        self.env.notices.clear()
+        self.presence.changes.clear()
 
     def _handle(self, m: Inbound, now: float, wall: float) -> list[bytes]:
         try:
@@ -106,7 +121,7 @@ class TrackerCore:
     def _run(self, req: Request, m: Inbound, now: float, wall: float, *, savepoint: bool) -> Reply:
         if savepoint:
             self.store.savepoint()
-        queued = len(self.env.outbox)
+        queued = (len(self.env.notices), len(self.presence.changes))
         try:
             session = self.env.rules.session(req.token, m.key) if OPS[req.op].token else None
             call = Call(req, session, now, wall, route=m.ident, key=m.key, address=m.address)
@@ -124,10 +139,11 @@ class TrackerCore:
             self.store.release()
         return reply
 
-    def _undo(self, req: Request, exc: TorrentError, savepoint: bool, queued: int) -> Reply:
+    def _undo(self, req: Request, exc: TorrentError, savepoint: bool, queued: tuple[int, int]) -> Reply:
         if savepoint:
             self.store.rollback_to()
-        del self.env.outbox[queued:]  # a refused request tells nobody anything
+        del self.env.notices[queued[0] :]  # a refused request tells nobody anything
+        del self.presence.changes[queued[1] :]
         return Reply.failure(req.id, exc)
 
     # --- the durable reply cache ----------------------------------------------------------
@@ -150,21 +166,30 @@ class TrackerCore:
         )
 
     # --- housekeeping ---------------------------------------------------------------------
-    def tick(self) -> None:
-        """Expire silent peers and old cached replies (its own short transaction)."""
+    def tick(self) -> list[Outbound]:
+        """Expire silent peers (telling the downloads they served) and old cached replies, in a
+        short transaction of its own."""
+        self._forget_news()
         try:
             self.store.begin()
             gone = self.presence.expire(self.clock())
             self.store.run("DELETE FROM replies WHERE at < ?", self.wall() - REPLY_TTL)
+            pushes = self._pushes()
             self.store.commit()
         except StoreError as exc:
             log.exception("housekeeping failed")
             self._rollback()
+            self._forget_news()
             if exc.fatal:
                 raise
-            return
+            return []
         if gone:
             log.info("%d silent peer(s) dropped", gone)
+        return pushes
+
+    def notified(self, payloads: list[str]) -> list[Outbound]:
+        """Pushes other trackers asked us to deliver to our connections."""
+        return self.postman.received(payloads)
 
     def _rollback(self) -> None:
         try:

@@ -36,16 +36,17 @@ def login(env: Env, c: Call) -> Reply:
 
 
 def logout(env: Env, c: Call) -> Reply:
-    routes = [r for g in env.rules.groups_of(c.user) for r in env.presence.routes_serving(g)]
+    groups = env.rules.groups_of(c.user)
     env.rules.logout(c.session)
     env.presence.drop(c.session.token_hash)
-    revoke(env, sorted(set(routes)), Revocation(at=c.wall, key=c.session.key))
+    for group in groups:
+        revoke(env, group, Revocation(at=c.wall, key=c.session.key))
     return c.ok()
 
 
-def revoke(env: Env, routes: list[bytes], rev: Revocation) -> None:
-    """Tell seeders to refuse grants issued before now that ``rev`` covers."""
-    env.push(routes, Push(P.PUSH_REVOKE, rev.to_wire()))
+def revoke(env: Env, group: str, rev: Revocation) -> None:
+    """Tell the group's seeders to refuse grants issued before now that ``rev`` covers."""
+    env.notify({"group": group}, Push(P.PUSH_REVOKE, rev.to_wire()))
 
 
 def create_group(env: Env, c: Call) -> Reply:
@@ -63,7 +64,7 @@ def _gone(env: Env, c: Call, group: str, user: str, result: LeaveResult) -> Repl
     env.presence.unserve_group(group, user)
     for name in result.files_removed:
         env.presence.unserve((group, name))
-    revoke(env, env.presence.routes_serving(group), Revocation(at=c.wall, user=user, group=group))
+    revoke(env, group, Revocation(at=c.wall, user=user, group=group))
     return c.ok(result.to_wire())
 
 
@@ -130,9 +131,10 @@ def remove_file(env: Env, c: Call) -> Reply:
     """The admin takes a file out of the group: holders stop serving it, downloads of it end."""
     group, name = c.args["group"], c.args["file"]
     env.rules.remove_file(c.user, group, name)
-    holders = env.presence.routes_serving(group, name)
+    removed = Push(P.PUSH_REMOVED, {"group": group, "file": name, "by": c.user})
+    env.notify({"group": group, "file": name}, removed)  # holders (evaluated before unserving)
+    env.notify({"subscribed": group, "file": name}, removed)  # downloads of it
     env.presence.unserve((group, name))
-    env.push(holders, Push(P.PUSH_REMOVED, {"group": group, "file": name, "by": c.user}))
     return c.ok()
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -43,6 +44,8 @@ Cursor = psycopg.Cursor[tuple[Any, ...]]
 # Keys of pg_advisory_xact_lock: any bigint unique to this program ("torrent" + a purpose).
 SCHEMA_LOCK = 0x746F7272656E7401
 BATCH_LOCK = 0x746F7272656E7402
+
+CHANNEL = "torrent_push"  # NOTIFY channel: what one tracker asks the others to push
 
 _QUOTED = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*")""")
 
@@ -68,6 +71,7 @@ class PgStore:
 
     def __init__(self, conninfo: str, *, serialize: bool = True, timeout: float = 10.0) -> None:
         """Connect (any libpq URL or ``key=value`` conninfo), then create or check the schema."""
+        self.conninfo = conninfo
         self._begin_sql = f"BEGIN; SELECT pg_advisory_xact_lock({BATCH_LOCK})" if serialize else "BEGIN"
         self._conn: Conn | None = None  # the batch's connection, between begin and commit/rollback
         self._broken = False  # the batch's connection failed and must not go back into use
@@ -104,6 +108,19 @@ class PgStore:
                 conn.execute("INSERT INTO meta VALUES ('schema_version', %s)", (str(SCHEMA_VERSION),))
             elif row[0] != str(SCHEMA_VERSION):
                 raise SchemaMismatch(str(row[0]), SCHEMA_VERSION)
+
+    # --- the shared clock, and notifications between trackers -----------------------------
+    def clock(self) -> float:
+        """The database server's time: every tracker's leases and grants on one clock (inside a
+        batch, the batch's start: one timestamp for all of it)."""
+        row = self.one("SELECT extract(epoch FROM now())::float8")
+        return float(row[0]) if row else time.time()
+
+    def notify(self, payload: str) -> None:
+        self.run("SELECT pg_notify(?, ?)", CHANNEL, payload)
+
+    def listener(self) -> PgListener:
+        return PgListener(self.conninfo)
 
     # --- transactions ---------------------------------------------------------------------
     def begin(self) -> None:
@@ -218,3 +235,44 @@ class PgStore:
             log.warning("discarding a failed database connection; the pool opens a new one")
             conn.close()
         self.pool.putconn(conn)
+
+
+class PgListener:
+    """A dedicated autocommit connection that LISTENs for other trackers' notifications.
+
+    NOTIFY is only a wake-up: what was sent while this connection was down is lost (PostgreSQL
+    keeps no backlog for a listener that is gone), so whatever it carries must also be found by
+    the slower safety net (downloads still ask for holders now and then; grants expire).
+    """
+
+    def __init__(self, conninfo: str) -> None:
+        self.conninfo = conninfo
+        self.conn: Conn | None = None
+        self._connect()
+
+    def _connect(self) -> None:
+        try:
+            self.conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=2)
+            self.conn.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error as exc:
+            log.warning("cannot listen for other trackers: %s", exc)
+            self.conn = None
+
+    def fileno(self) -> int:
+        return self.conn.fileno() if self.conn is not None else -1
+
+    def drain(self) -> list[str]:
+        if self.conn is None or self.conn.closed:
+            self._connect()
+            return []
+        try:
+            return [n.payload for n in self.conn.notifies(timeout=0)]
+        except psycopg.Error as exc:
+            log.warning("lost the notification connection: %s", exc)
+            self.close()
+            return []
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None

@@ -3,19 +3,25 @@
 Presence is never durable: after a restart the tracker knows nobody is online until peers
 heartbeat, see the new epoch and announce again, which is the only way to be sure an endpoint
 is reachable. Being tables in the same transaction as the durable rules, a batch that fails to
-commit undoes its presence changes too. Each online session also records the routing id of
-the connection it heartbeats on, so the tracker can push to it (revocations, removed files).
+commit undoes its presence changes too. With several trackers on one PostgreSQL database every
+tracker sees every lease (on the database's clock); each online session also records which
+tracker it talks to and the routing id of its connection there, so that tracker can push to it.
+
+Every change of who serves what is noted in ``changes`` for the core to push to the downloads
+that subscribed to the file (they subscribe by asking for its holders).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from messages.bitfield import Bitfield
 
 from .store import Store
 
 FileKey = tuple[str, str]  # (group, file name)
+Target = tuple[str, bytes]  # (tracker id, routing id of a connection on that tracker)
+SUBSCRIPTION = 30.0  # seconds a holders request subscribes its connection to the file's changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,21 +43,33 @@ class Online:
     plain: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A holder of ``file`` appeared or changed (``row``), or left (``left``: its key)."""
+
+    file: FileKey
+    row: HolderRow | None = None
+    left: str = ""
+
+
+@dataclass(slots=True)
 class Presence:
-    def __init__(self, store: Store, expiry: float) -> None:
-        self.db = store
-        self.expiry = expiry
+    db: Store
+    expiry: float
+    tracker: str = ""  # this tracker's id: the sessions attached to it are the ones it can push to
+    changes: list[Change] = field(default_factory=list)
 
     def announce(self, who: Online, route: bytes, now: float) -> None:
         """(Re)register a session; what it served before is forgotten and re-added by the caller."""
         self.drop(who.session)
         self.db.run(
-            "INSERT INTO online VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO online VALUES (?,?,?,?,?,?,?,?)",
             who.session,
             who.user,
             who.key,
             who.endpoint,
             int(who.plain),
+            self.tracker,
             route,
             now,
         )
@@ -60,31 +78,48 @@ class Presence:
         """Record what an online session serves (nothing happens for one that is offline)."""
         if not self.is_online(session):
             return
+        raw = None if have is None else have.to_bytes()
         self.db.run(
             """INSERT INTO serving (grp, name, session, have) VALUES (?,?,?,?)
                ON CONFLICT (grp, name, session) DO UPDATE SET have=excluded.have""",
-            key[0],
-            key[1],
+            *key,
             session,
-            None if have is None else have.to_bytes(),
+            raw,
         )
+        row = self.db.one("SELECT uname, key, endpoint, plain FROM online WHERE session=?", session)
+        if row is not None:
+            self.changes.append(Change(key, HolderRow(session, row[0], row[1], row[2], bool(row[3]), raw)))
 
     def touch(self, session: bytes, route: bytes, now: float) -> bool:
-        return self.db.run("UPDATE online SET seen=?, route=? WHERE session=?", now, route, session) > 0
+        """A heartbeat: renew the lease, and attach the session to this tracker and connection
+        (after a failover its heartbeats come here)."""
+        n = self.db.run(
+            "UPDATE online SET seen=?, route=?, tracker=? WHERE session=?", now, route, self.tracker, session
+        )
+        return n > 0
 
     def is_online(self, session: bytes) -> bool:
         return self.db.one("SELECT 1 FROM online WHERE session=?", session) is not None
 
     def drop(self, session: bytes) -> None:
+        self._left("o.session=?", session)
         self.db.run("DELETE FROM serving WHERE session=?", session)
         self.db.run("DELETE FROM online WHERE session=?", session)
+
+    def _left(self, where: str, *params: object) -> None:
+        """Note every (file, holder) the sessions matched by ``where`` stop serving."""
+        sql = "SELECT s.grp, s.name, o.key FROM serving s JOIN online o ON o.session = s.session WHERE "
+        rows = self.db.all(sql + where, *params)
+        self.changes.extend(Change((r[0], r[1]), left=r[2]) for r in rows)
 
     def unserve(self, key: FileKey, user: str | None = None) -> None:
         """Stop listing ``user``'s sessions (or everybody) as serving ``key``."""
         if user is None:
+            self._left("s.grp=? AND s.name=?", *key)
             self.db.run("DELETE FROM serving WHERE grp=? AND name=?", *key)
             self.db.run("DELETE FROM reports WHERE grp=? AND name=?", *key)
             return
+        self._left("s.grp=? AND s.name=? AND o.uname=?", *key, user)
         self.db.run(
             """DELETE FROM serving WHERE grp=? AND name=?
                AND session IN (SELECT session FROM online WHERE uname=?)""",
@@ -93,9 +128,11 @@ class Presence:
         )
 
     def unserve_session(self, session: bytes, key: FileKey) -> None:
+        self._left("s.grp=? AND s.name=? AND s.session=?", *key, session)
         self.db.run("DELETE FROM serving WHERE grp=? AND name=? AND session=?", *key, session)
 
     def unserve_group(self, group: str, user: str) -> None:
+        self._left("s.grp=? AND o.uname=?", group, user)
         self.db.run(
             "DELETE FROM serving WHERE grp=? AND session IN (SELECT session FROM online WHERE uname=?)",
             group,
@@ -120,24 +157,41 @@ class Presence:
         return int(row[0]) if row else 0
 
     def expire(self, now: float) -> int:
-        """Drop sessions unseen for longer than ``expiry``; how many went."""
+        """Drop sessions unseen for longer than ``expiry`` (on any tracker); how many went."""
         cutoff = now - self.expiry
+        self._left("o.seen < ?", cutoff)
         self.db.run(
             "DELETE FROM serving WHERE session IN (SELECT session FROM online WHERE seen < ?)", cutoff
         )
+        self.db.run("DELETE FROM subscriptions WHERE until < ?", now)
         return self.db.run("DELETE FROM online WHERE seen < ?", cutoff)
 
     # --- whom to push to ------------------------------------------------------------------
-    def routes_serving(self, group: str, name: str | None = None) -> list[bytes]:
-        """Routes of online sessions serving anything in ``group`` (or only file ``name``)."""
-        sql = """SELECT DISTINCT o.route FROM serving s JOIN online o ON o.session = s.session
-                 WHERE s.grp=?"""
-        rows = self.db.all(sql, group) if name is None else self.db.all(sql + " AND s.name=?", group, name)
-        return [bytes(r[0]) for r in rows]
+    def subscribe(self, key: FileKey, route: bytes, now: float) -> None:
+        """Changes of ``key``'s holders go to this connection for a while."""
+        self.db.run(
+            """INSERT INTO subscriptions VALUES (?,?,?,?,?)
+               ON CONFLICT (grp, name, tracker, route) DO UPDATE SET until=excluded.until""",
+            *key,
+            self.tracker,
+            route,
+            now + SUBSCRIPTION,
+        )
 
-    def route_of(self, key: str) -> bytes | None:
-        row = self.db.one("SELECT route FROM online WHERE key=? LIMIT 1", key)
-        return None if row is None else bytes(row[0])
+    def targets(self, selector: dict[str, str]) -> list[Target]:
+        """The connections (tracker, route) a selector names, on every tracker:
+        ``{"group": g}`` peers serving anything in g, ``{"group": g, "file": f}`` peers serving f,
+        ``{"key": k}`` the peer with that key, ``{"subscribed": g, "file": f}`` downloads of f."""
+        if "key" in selector:
+            sql, params = "SELECT tracker, route FROM online WHERE key=?", [selector["key"]]
+        elif "subscribed" in selector:
+            sql = "SELECT tracker, route FROM subscriptions WHERE grp=? AND name=?"
+            params = [selector["subscribed"], selector["file"]]
+        else:
+            sql = """SELECT DISTINCT o.tracker, o.route FROM serving s JOIN online o ON o.session = s.session
+                     WHERE s.grp=? AND (? = '' OR s.name=?)"""
+            params = [selector["group"], selector.get("file", ""), selector.get("file", "")]
+        return [(str(r[0]), bytes(r[1])) for r in self.db.all(sql, *params)]
 
     # --- reports of bad data --------------------------------------------------------------
     def report(self, key: FileKey, holder: str, reporter: str, piece: int, now: float) -> int:
@@ -165,6 +219,8 @@ class Presence:
 
     def suspect(self, key: FileKey, holder: str, flag: bool) -> None:
         """Stop (or start again) listing ``holder``'s sessions as holders of ``key``."""
+        if flag:
+            self.changes.append(Change(key, left=holder))
         self.db.run(
             """UPDATE serving SET suspect=? WHERE grp=? AND name=?
                AND session IN (SELECT session FROM online WHERE key=?)""",

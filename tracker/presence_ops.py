@@ -22,6 +22,7 @@ def holders(env: Env, c: Call) -> Reply:
     group, name = c.args["group"], c.args["file"]
     env.rules.require_file(c.user, group, name)
     grant = env.signer.grant(c.user, c.session.key, group, name, env.grant_lifetime, c.wall)
+    env.presence.subscribe((group, name), c.route, c.now)  # later changes come as pushes
     out = []
     for row in env.presence.holders((group, name)):
         if row.session == c.session.token_hash:
@@ -83,10 +84,8 @@ def report(env: Env, c: Call) -> Reply:
     reporters = env.presence.report(key, holder, c.user, c.args["piece"], c.wall)
     if reporters >= BAD_REPORTERS:
         env.presence.suspect(key, holder, True)
-        route = env.presence.route_of(holder)
         pieces = env.presence.reported_pieces(key, holder)
-        if route is not None:
-            env.push([route], Push(P.PUSH_VERIFY, {"group": key[0], "file": key[1], "pieces": pieces}))
+        env.notify({"key": holder}, Push(P.PUSH_VERIFY, {"group": key[0], "file": key[1], "pieces": pieces}))
     return c.ok({"reporters": reporters})
 
 

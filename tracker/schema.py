@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-SCHEMA_VERSION = 3  # 2: files keep only their root hash; 3: sessions bound to a CURVE key
+SCHEMA_VERSION = 4  # 2: root-only files; 3: key-bound sessions; 4: presence shared by trackers
 
 _TYPES = {
     "sqlite": {"blob": "BLOB", "real": "REAL", "int": "INTEGER", "unlogged": ""},
@@ -59,7 +59,8 @@ CREATE INDEX IF NOT EXISTS replies_by_age ON replies (at);
 _PRESENCE = """
 CREATE {unlogged}TABLE IF NOT EXISTS {p}online (
     session {blob} PRIMARY KEY, uname TEXT NOT NULL, key TEXT NOT NULL, endpoint TEXT NOT NULL,
-    plain {int} NOT NULL, route {blob} NOT NULL, seen {real} NOT NULL);
+    plain {int} NOT NULL, tracker TEXT NOT NULL, route {blob} NOT NULL, seen {real} NOT NULL);
+CREATE INDEX IF NOT EXISTS {p}online_by_tracker ON online (tracker);
 CREATE INDEX IF NOT EXISTS {p}online_by_seen ON online (seen);
 CREATE INDEX IF NOT EXISTS {p}online_by_user ON online (uname);
 CREATE INDEX IF NOT EXISTS {p}online_by_key ON online (key);
@@ -67,6 +68,10 @@ CREATE {unlogged}TABLE IF NOT EXISTS {p}serving (
     grp TEXT NOT NULL, name TEXT NOT NULL, session {blob} NOT NULL, have {blob},
     suspect {int} NOT NULL DEFAULT 0, PRIMARY KEY (grp, name, session));
 CREATE INDEX IF NOT EXISTS {p}serving_by_session ON serving (session, grp);
+CREATE {unlogged}TABLE IF NOT EXISTS {p}subscriptions (
+    grp TEXT NOT NULL, name TEXT NOT NULL, tracker TEXT NOT NULL, route {blob} NOT NULL,
+    until {real} NOT NULL, PRIMARY KEY (grp, name, tracker, route));
+CREATE INDEX IF NOT EXISTS {p}subscriptions_by_until ON subscriptions (until);
 CREATE {unlogged}TABLE IF NOT EXISTS {p}reports (
     grp TEXT NOT NULL, name TEXT NOT NULL, holder TEXT NOT NULL, reporter TEXT NOT NULL,
     piece {int} NOT NULL, at {real} NOT NULL, PRIMARY KEY (grp, name, holder, reporter, piece));

@@ -11,7 +11,7 @@ import logging
 import zmq
 
 from broker.keys import KeyPair, start_authenticator
-from broker.service import RouterService
+from broker.service import Outbound, RouterService
 from broker.sockets import LIMITS, new_context, term_context
 from broker.thread import ServiceThread
 from messages.grants import GrantSigner
@@ -19,11 +19,21 @@ from messages.protocol import GRANT_LIFETIME, HEARTBEAT_EXPIRY
 
 from .core import TrackerCore
 from .keyservice import KeyService
+from .pg_store import PgStore
 from .sqlite_store import SqliteStore
-from .store import Store
+from .store import Listener, Store
 
 log = logging.getLogger(__name__)
-TICK = 0.5  # seconds between housekeeping passes (presence expiry)
+TICK = 0.25  # seconds between housekeeping passes (presence expiry): dead holders seen fast
+
+
+def is_postgres(db: str) -> bool:
+    return db.startswith(("postgresql://", "postgres://")) or "host=" in db or "dbname=" in db
+
+
+def open_store(db: str) -> Store:
+    """A PostgreSQL store for a libpq URL or conninfo, else a SQLite file at that path."""
+    return PgStore(db) if is_postgres(db) else SqliteStore(db)
 
 
 class Tracker(ServiceThread):
@@ -39,7 +49,7 @@ class Tracker(ServiceThread):
         expiry: float = HEARTBEAT_EXPIRY,
         grant_lifetime: float = GRANT_LIFETIME,
     ) -> None:
-        self.store = SqliteStore(db) if isinstance(db, str) else db
+        self.store = open_store(db) if isinstance(db, str) else db
         self.keys = keys
         signer = GrantSigner(zmq.utils.z85.decode(keys.secret.encode("ascii")))
         self.core = TrackerCore(self.store, signer, expiry=expiry, grant_lifetime=grant_lifetime)
@@ -62,15 +72,33 @@ class Tracker(ServiceThread):
     def run(self) -> None:
         if self.keyservice is not None:
             self.keyservice.start()
+        listener = self.store.listener()
+        watch = _ListenerWatch(listener, self.core) if listener is not None else None
         try:
             if self.service is not None:
-                self.service.run(self.stopping, on_tick=self.core.tick, tick=TICK)
+                self.service.run(self.stopping, on_tick=self.core.tick, tick=TICK, watch=watch)
         finally:
             if self.keyservice is not None:
                 self.keyservice.stop()
+            if listener is not None:
+                listener.close()
             self._close()
 
     def _close(self) -> None:
         self.store.close()
         self.auth.stop()
         term_context(self.ctx)
+
+
+class _ListenerWatch:
+    """Other trackers' notifications, polled by the service loop beside its socket."""
+
+    def __init__(self, listener: Listener, core: TrackerCore) -> None:
+        self.listener = listener
+        self.core = core
+
+    def fileno(self) -> int:
+        return self.listener.fileno()
+
+    def ready(self) -> list[Outbound]:
+        return self.core.notified(self.listener.drain())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -91,6 +92,16 @@ class SqliteStore:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+
+    # --- one tracker: its own clock, nobody to notify -------------------------------------
+    def clock(self) -> float:
+        return time.time()
+
+    def notify(self, payload: str) -> None:
+        pass
+
+    def listener(self) -> None:
+        return None
 
     # --- transactions ---------------------------------------------------------------------
     def begin(self) -> None:

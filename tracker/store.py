@@ -36,8 +36,31 @@ class SchemaMismatch(StoreError):
         )
 
 
+class Listener(Protocol):
+    """Notifications other trackers sent through the database (PostgreSQL LISTEN)."""
+
+    def fileno(self) -> int: ...
+    def drain(self) -> list[str]:
+        """The payloads waiting (reconnecting first if the connection was lost)."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class Store(Protocol):
     dialect: str  # "sqlite" or "postgresql"
+
+    def clock(self) -> float:
+        """Seconds on the clock every tracker of this store shares (leases, grants)."""
+        ...
+
+    def notify(self, payload: str) -> None:
+        """Tell the other trackers, once the open transaction commits (nothing to do alone)."""
+        ...
+
+    def listener(self) -> Listener | None:
+        """Where other trackers' notifications arrive; None for a store only one tracker uses."""
+        ...
 
     def begin(self) -> None: ...
     def commit(self) -> None: ...
