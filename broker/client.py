@@ -98,13 +98,21 @@ class ControlClient:
         req_id, frames = self.build(op, args or {}, token=token)
         timeout = self.timeout if timeout is None else timeout
         attempts = 1 + (self.retries if retries is None else retries)
+        refused = 0  # attempts in a row whose secure handshake failed
         for attempt in range(attempts):
             self.send(frames)
             reply = self.receive(req_id, time.monotonic() + timeout)
             if reply is not None:
                 return reply
             endpoint = self.endpoint
-            self.check_handshake()
+            refused = refused + 1 if self.handshake_failed() else 0
+            if refused >= 2 or (refused and attempt + 1 == attempts):
+                self.reset()
+                raise LocalError(
+                    Code.BAD_KEY,
+                    f"the tracker at {endpoint} failed the secure handshake: it does not hold the "
+                    f"key we trust ({self.trackers.server_key[:10]}...)",
+                )
             log.info("no reply to %s from %s (attempt %d/%d)", op, endpoint, attempt + 1, attempts)
             self.reset()
             self.trackers.failed(endpoint)
@@ -156,19 +164,13 @@ class ControlClient:
         except Exception:  # a bad push must not take the thread down
             log.exception("handling a %s push", push.kind)
 
-    def check_handshake(self) -> None:
-        """Raise BAD_KEY if the tracker refused our CURVE handshake (wrong tracker key)."""
-        mon = self._monitor
+    def handshake_failed(self) -> bool:
+        """Whether a CURVE handshake of this socket failed (a wrong tracker key, or a tracker
+        that died mid-handshake: callers count repeats before blaming the key)."""
+        mon, failed = self._monitor, False
         while mon is not None and mon.poll(0):
-            event = recv_monitor_message(mon)
-            if event["event"] & _HANDSHAKE_FAILED:
-                endpoint = self.endpoint
-                self.reset()
-                raise LocalError(
-                    Code.BAD_KEY,
-                    f"the tracker at {endpoint} failed the secure handshake: it does not hold the "
-                    f"key we trust ({self.trackers.server_key[:10]}...)",
-                )
+            failed |= bool(recv_monitor_message(mon)["event"] & _HANDSHAKE_FAILED)
+        return failed
 
     def reset(self) -> None:
         """Drop the socket (and whatever it still queues); the next send makes a new one."""

@@ -68,3 +68,17 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         yield b
     finally:
         b.close_all()
+
+
+_databases = iter(range(1, 10**6))
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, pg_cluster: PgCluster) -> Iterator[Swarm]:
+    """Two trackers on a fresh PostgreSQL database (peers get both, in order)."""
+    s = Swarm(str(tmp_path))
+    s.cluster(pg_cluster.create_database(f"cluster_{next(_databases)}"))
+    try:
+        yield s
+    finally:
+        s.close()

@@ -52,15 +52,40 @@ class Swarm:
         self.tmp = tmp
         self.procs: list[Process] = []
         self.tracker: TrackerProcess | None = None
+        self.trackers: list[TrackerProcess] = []  # a cluster's, in the order peers list them
 
-    def start_tracker(self, bind: str = "tcp://127.0.0.1:0") -> TrackerProcess:
-        self.tracker = TrackerProcess(os.path.join(self.tmp, "tracker", "state.db"), bind, cwd=ROOT)
+    def start_tracker(self, bind: str = "tcp://127.0.0.1:0", db: str = "") -> TrackerProcess:
+        """A tracker on ``db`` (default: a SQLite file of this test); all of one test's trackers
+        share one key pair, as the trackers of a cluster do."""
+        keys = os.path.join(self.tmp, "tracker-keys")
+        db = db or os.path.join(self.tmp, "tracker", "state.db")
+        self.tracker = TrackerProcess(db, bind, "--keys", keys, "--key-bind", "none", cwd=ROOT)
         self.procs.append(self.tracker)
         return self.tracker
 
     def restart_tracker(self) -> TrackerProcess:
         assert self.tracker is not None
-        return self.start_tracker(self.tracker.endpoint)
+        return self.start_tracker(self.tracker.endpoint, self.tracker.db)
+
+    def cluster(self, db: str, count: int = 2) -> list[TrackerProcess]:
+        """``count`` trackers on one PostgreSQL database; peers get all of them, in order."""
+        self.trackers = [self.start_tracker(db=db) for _ in range(count)]
+        self.tracker = self.trackers[0]
+        return self.trackers
+
+    def restart(self, t: TrackerProcess) -> TrackerProcess:
+        """Start a tracker again on the same port and database (after a kill)."""
+        keys = os.path.join(self.tmp, "tracker-keys")
+        again = TrackerProcess(t.db, t.endpoint, "--keys", keys, "--key-bind", "none", cwd=ROOT)
+        self.procs.append(again)
+        self.trackers = [again if x is t else x for x in self.trackers]
+        return again
+
+    @property
+    def tracker_arg(self) -> str:
+        """What peers get as --tracker: the cluster's list, or the one tracker."""
+        assert self.tracker is not None
+        return ",".join(t.endpoint for t in self.trackers) or self.tracker.endpoint
 
     def peer(
         self, name: str, *extra: str, login: bool = True, create: bool = True, user: str = ""
@@ -68,7 +93,7 @@ class Swarm:
         assert self.tracker is not None
         home = os.path.join(self.tmp, name)
         p = PeerProc(
-            self.tracker.endpoint,
+            self.tracker_arg,
             home,
             "--piece-timeout",
             "3",

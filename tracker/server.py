@@ -59,7 +59,7 @@ class Tracker(ServiceThread):
         self.keyservice: KeyService | None = None
         try:
             self.service = RouterService(self.ctx, bind, self.core.handle_batch, LIMITS["tracker"], keys=keys)
-            self.keyservice = KeyService(self.ctx, key_bind, keys.public) if key_bind else None
+            self.keyservice = self._key_service(key_bind) if key_bind else None
         except BaseException:
             if self.service is not None:
                 self.service.sock.close(linger=0)
@@ -68,6 +68,14 @@ class Tracker(ServiceThread):
         self.endpoint = self.service.endpoint
         self.key_endpoint = self.keyservice.endpoint if self.keyservice else ""
         super().__init__("tracker")
+
+    def _key_service(self, bind: str) -> KeyService | None:
+        """The key service, if its port is free: without it peers need --tracker-key, nothing else."""
+        try:
+            return KeyService(self.ctx, bind, self.keys.public)
+        except zmq.ZMQError as exc:
+            log.warning("no key service on %s (%s): peers need --tracker-key", bind, exc)
+            return None
 
     def run(self) -> None:
         if self.keyservice is not None:
