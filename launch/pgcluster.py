@@ -73,11 +73,16 @@ def _free_port() -> int:
 class PgCluster:
     """initdb + pg_ctl start on construction; ``stop()`` (or leaving ``with``) removes it all."""
 
-    def __init__(self, *, fast: bool = False, user: str = "postgres") -> None:
+    def __init__(self, *, fast: bool = False, user: str = "postgres", parent: str | None = None) -> None:
+        """``parent``: where its directory goes (default: the system's temporary folder); a
+        cluster made for background use (scripts/swarm) outlives this object: stop it later
+        with ``stop_cluster(dir)``."""
         self.bindir = find_bindir()
         self.fast = fast
         self.user = user
-        self.dir = tempfile.mkdtemp(prefix="pgcluster-")
+        if parent is not None:
+            os.makedirs(parent, exist_ok=True)
+        self.dir = tempfile.mkdtemp(prefix="pgcluster-", dir=parent)
         self.data = os.path.join(self.dir, "data")
         self.logfile = os.path.join(self.dir, "server.log")
         self.port = 0
@@ -155,6 +160,17 @@ class PgCluster:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+    @classmethod
+    def stop_cluster(cls, folder: str) -> None:
+        """Stop a cluster another process started in ``folder`` and remove it."""
+        data = os.path.join(folder, "data")
+        if os.path.exists(os.path.join(data, "postmaster.pid")):
+            argv = [f"{find_bindir()}/pg_ctl", "stop", "-D", data, "-m", "fast", "-w"]
+            if os.geteuid() == 0:
+                argv = ["runuser", "-u", "postgres", "--", *argv]
+            subprocess.run(argv, check=False, capture_output=True, stdin=subprocess.DEVNULL)
+        shutil.rmtree(folder, ignore_errors=True)
 
     # --- databases ------------------------------------------------------------------------
     def dsn(self, dbname: str = "postgres") -> str:

@@ -55,7 +55,8 @@ def test_demo_fails_when_every_holder_is_killed(tmp_path) -> None:
     assert "CHECK FAILED" in r.stdout
 
 
-def test_swarm_start_attach_and_stop(tmp_path) -> None:
+@pytest.mark.parametrize("trackers", [1, 2], ids=["one-tracker", "cluster"])
+def test_swarm_start_attach_and_stop(tmp_path, trackers: int) -> None:
     swarm_dir = str(tmp_path / "swarm")
     script = os.path.join(ROOT, "scripts", "swarm.py")
 
@@ -63,15 +64,17 @@ def test_swarm_start_attach_and_stop(tmp_path) -> None:
         argv = [sys.executable, script, *args, "--dir", swarm_dir]
         return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=120, cwd=ROOT)
 
-    started = swarm("start", "--peers", "3")
+    started = swarm("start", "--peers", "3", "--trackers", str(trackers))
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         with open(os.path.join(swarm_dir, "swarm.json"), "rb") as f:
             record = orjson.loads(f.read())
-        pids = [record["tracker"]["pid"]] + [p["pid"] for p in record["peers"]]
+        pids = [t["pid"] for t in record["trackers"]] + [p["pid"] for p in record["peers"]]
+        assert len(pids) == 3 + trackers
         assert all(os.path.exists(f"/proc/{pid}") for pid in pids)
         # Attach from another "terminal": a one-shot shell as the admin sees all three members.
-        tracker, key = record["tracker"]["endpoint"], record["tracker"]["key"]
+        tracker = ",".join(t["endpoint"] for t in record["trackers"])
+        key = record["trackers"][0]["key"]
         argv = [
             sys.executable,
             "-m",
@@ -88,5 +91,5 @@ def test_swarm_start_attach_and_stop(tmp_path) -> None:
         assert "swarm\tadmin=peer1\tmembers=3\tadmin" in attached.stdout
     finally:
         stopped = swarm("stop")
-    assert stopped.returncode == 0 and "stopped 4 processes" in stopped.stdout
+    assert stopped.returncode == 0 and f"stopped {3 + trackers} processes" in stopped.stdout
     assert processes_mentioning(swarm_dir) == []
