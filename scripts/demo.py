@@ -17,6 +17,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from launch.pgcluster import PgCluster
 from launch.processes import ShellProcess, TrackerProcess
 from messages.errors import ProtocolError
 from messages.events import ProgressEvent
@@ -38,6 +39,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--dir", default=os.path.join(ROOT, "data", "demo"), help="where files and peer homes go")
     ap.add_argument("--keep", action="store_true", help="leave the swarm running and say how to attach")
     ap.add_argument(
+        "--trackers",
+        type=int,
+        default=1,
+        help="2 or more: that many trackers on one throwaway PostgreSQL; the first is killed mid-download",
+    )
+    ap.add_argument(
         "--timeout", type=float, default=0, help="give up after this many seconds (default: by size)"
     )
     # Hidden fault injection, for tests of the demo's own checks.
@@ -46,6 +53,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.peers < 2 or not 1 <= args.seeders < args.peers:
         ap.error("need at least 2 peers and 1 <= seeders < peers")
+    if args.trackers < 1:
+        ap.error("--trackers must be at least 1")
+    if args.trackers > 1 and args.keep:
+        ap.error("--keep runs one tracker (the cluster demo kills one and stops PostgreSQL at the end)")
     return args
 
 
@@ -72,6 +83,9 @@ class Demo:
         self.console = console
         self.run_dir = os.path.join(args.dir, "run")
         self.procs: list = []
+        self.trackers: list[TrackerProcess] = []
+        self.cluster: PgCluster | None = None
+        self.killed: TrackerProcess | None = None
         self.ctx = zmq.Context()
         self.sub = self.ctx.socket(zmq.SUB)
         self.sub.linger = 0
@@ -87,9 +101,8 @@ class Demo:
         shutil.rmtree(self.run_dir, ignore_errors=True)
         os.makedirs(self.run_dir)
         src = source_file(a.dir, a.size)
-        tracker = TrackerProcess(os.path.join(self.run_dir, "tracker.db"), cwd=ROOT)
-        self.procs.append(tracker)
-        self.say(f"tracker on {tracker.endpoint} (pid {tracker.pid})")
+        self.start_trackers()
+        key = self.trackers[0].key
         peers = []
         extra = ["--piece-size", a.piece_size, "--publish", self.events_ep]
         if a.keep:
@@ -97,7 +110,7 @@ class Demo:
         for i in range(1, a.peers + 1):
             name = f"peer{i}"
             home = os.path.join(self.run_dir, name)
-            p = ShellProcess(tracker.endpoint, home, *extra, key=tracker.key, name=name, cwd=ROOT)
+            p = ShellProcess(self.tracker_list(i), home, *extra, key=key, name=name, cwd=ROOT)
             self.procs.append(p)
             peers.append(p)
         for p in peers:
@@ -127,6 +140,49 @@ class Demo:
             self.say("[yellow]planted corruption in the seeders' file[/]")
         return seeders, downloaders, src
 
+    def start_trackers(self) -> None:
+        """One tracker on SQLite, or (--trackers N) a PostgreSQL cluster and N trackers on it."""
+        n = self.args.trackers
+        db = os.path.join(self.run_dir, "tracker.db")
+        extra: list[str] = []
+        if n > 1:
+            self.cluster = PgCluster()  # durable settings, in the system's temporary folder
+            db = self.cluster.create_database("torrent")
+            self.say(f"postgresql on 127.0.0.1:{self.cluster.port}")
+            extra = ["--keys", os.path.join(self.run_dir, "tracker-keys"), "--key-bind", "none"]
+        for _ in range(n):
+            t = TrackerProcess(db, "tcp://127.0.0.1:0", *extra, cwd=ROOT)
+            t.name = f"tracker{len(self.trackers) + 1}"
+            self.procs.append(t)
+            self.trackers.append(t)
+            self.say(f"{t.name} on {t.endpoint} (pid {t.pid})")
+
+    def tracker_list(self, i: int) -> str:
+        """Peer i starts on tracker i mod N and fails over along the rest, so load is spread."""
+        eps = [t.endpoint for t in self.trackers]
+        k = i % len(eps)
+        return ",".join(eps[k:] + eps[:k])
+
+    def tracker_name(self, endpoint: str) -> str:
+        return next((t.name for t in self.trackers if t.endpoint == endpoint), endpoint)
+
+    def current_tracker(self, p: ShellProcess) -> str:
+        """The tracker a peer uses now, from its status line."""
+        for line in p.run("status").lines:
+            m = re.search(r"; tracker (\S+);", line)
+            if m:
+                return self.tracker_name(m.group(1))
+        return "?"
+
+    def maybe_kill_tracker(self, view: LiveView) -> None:
+        """With a cluster: SIGKILL tracker1 once the downloads are a fifth of the way through."""
+        if len(self.trackers) < 2 or self.killed is not None or not view.items:
+            return
+        if max(t.event.done / max(t.event.total, 1) for t in view.items.values()) >= 0.2:
+            self.killed = self.trackers[0]
+            self.killed.kill()
+            self.say(f"[yellow]killed {self.killed.name} (pid {self.killed.pid}) mid-download[/]")
+
     def must(self, p: ShellProcess, command: str, timeout: float = 30) -> None:
         out = p.run(command, timeout=timeout)
         if out.errors:
@@ -153,6 +209,7 @@ class Demo:
                         view.apply(ProgressEvent.decode(self.sub.recv_multipart()))
                     except ProtocolError:
                         pass
+            self.maybe_kill_tracker(view)
             for p in downloaders:
                 if p.name not in results:
                     for line in p.lines[marks[p.name] :]:
@@ -183,15 +240,19 @@ class Demo:
 
     def check(self, downloaders: list[ShellProcess], src: str, results: dict[str, str]) -> bool:
         table = Table(title="downloads")
+        cluster = len(self.trackers) > 1
         for col in ("peer", "result", "seconds", "MB/s", "pieces from each holder"):
             table.add_column(col)
+        if cluster:
+            table.add_column("tracker now (started on)")
         ok = True
         for p in downloaders:
             line = results[p.name]
             copy = os.path.join(self.run_dir, p.name, "downloads", os.path.basename(src))
             m = re.search(r"in ([\d.]+)s, ([\d.]+) MB/s; pieces from ([^;)]+)", line)
+            where = [self.where(p)] if cluster else []
             if line.startswith("download complete") and m and filecmp.cmp(src, copy, shallow=False):
-                table.add_row(p.name, "[green]identical[/]", m.group(1), m.group(2), m.group(3))
+                table.add_row(p.name, "[green]identical[/]", m.group(1), m.group(2), m.group(3), *where)
             else:
                 ok = False
                 reason = (
@@ -199,9 +260,20 @@ class Demo:
                     if not line.startswith("download complete")
                     else "copy differs"
                 )
-                table.add_row(p.name, f"[red]FAILED[/] {escape(reason)}", "-", "-", "-")
+                table.add_row(p.name, f"[red]FAILED[/] {escape(reason)}", "-", "-", "-", *where)
         self.console.print(table)
         return ok
+
+    def where(self, p: ShellProcess) -> str:
+        """Which tracker a peer ended on, after one more request (which fails over, unseen, if
+        its tracker is the one killed), and which it started on."""
+        if not p.alive():
+            return "-"
+        first = self.tracker_name(self.tracker_list(int(p.name.removeprefix("peer"))).split(",")[0])
+        out = p.run(f"list_files {GROUP}")
+        if out.errors:
+            return f"[red]{escape(out.errors[0])}[/]"
+        return f"{self.current_tracker(p)} ({first})"
 
     def keep_message(self, tracker_ep: str) -> None:
         pids = " ".join(str(p.pid) for p in self.procs)
@@ -224,6 +296,8 @@ class Demo:
                 p.kill(signal.SIGTERM, timeout=5)
         self.sub.close()
         self.ctx.term()
+        if self.cluster is not None:
+            self.cluster.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,19 @@ def test_demo_small_swarm_verifies_every_copy(tmp_path) -> None:
     assert processes_mentioning(str(tmp_path / "demo")) == []
 
 
+def test_demo_cluster_survives_a_killed_tracker(tmp_path) -> None:
+    """Two trackers on one PostgreSQL; tracker1 is SIGKILLed mid-download: every copy is still
+    identical, nobody printed an error, and every downloader ends on tracker2."""
+    r = run_demo(tmp_path, "--seeders", "2", "--trackers", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "killed tracker1" in r.stdout
+    for name in ("peer3", "peer4"):
+        line = next(line for line in r.stdout.splitlines() if f"│ {name}" in line)
+        assert "identical" in line and "tracker2 (" in line, line
+    assert "error" not in r.stdout.lower()
+    assert processes_mentioning(str(tmp_path / "demo")) == []
+
+
 def processes_mentioning(text: str) -> list[int]:
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
