@@ -18,14 +18,16 @@ the namespaces have no default route, so nothing leaves them.
 tbf parameters (see ``tbf_burst``): the burst is at least 64 KiB, because veth hands the qdisc
 GSO packets of up to 64 KiB and tbf must split any packet larger than its burst (more CPU), and
 at least 2 ms at the link's rate; ``latency 20ms`` bounds the queue at rate x 20 ms, far above
-the link's bandwidth-delay product (RTT ~0.05 ms), so TCP never starves for lack of queue, yet
-a queue of at most 20 ms. Measured alone on this machine (3 s streams), bursts of 16-256 KiB
-and latencies of 2-50 ms all gave the same rate: 95.6% of the configured rate as TCP payload,
-which is exactly 1448/1514 (payload per full frame; tbf counts the whole Ethernet frame).
+the link's bandwidth-delay product (a veth round trip is well under 1 ms), so TCP never starves
+for lack of queue, while queueing delay stays at most 20 ms. Measured alone on this machine
+(3 s streams), bursts of 16-256 KiB and latencies of 2-50 ms all gave the same rate: 95.6% of
+the configured rate as TCP payload, which is exactly 1448/1514 (payload per full frame; tbf
+counts the whole Ethernet frame).
 
 Everything is removed on exit, on exceptions, Ctrl-C and SIGTERM; namespaces left by a crashed
-earlier run with the same prefix are removed at the start. Needs root, ``ip`` and ``tc`` with
-tbf; otherwise ``ShapedLinks`` raises ``Skip`` with the reason.
+earlier run with the same prefix are removed at the start (so two runs at once need two
+prefixes: ``--prefix``). Needs root, ``ip`` and ``tc`` with tbf; otherwise ``ShapedLinks``
+raises ``Skip`` with the reason.
 
 Smoke run: ``.venv/bin/python scripts/bench_netns.py --quick``; the shaped-link figures:
 ``scripts/bench_netns.py --libtorrent --runs 3``.
