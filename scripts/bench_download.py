@@ -49,6 +49,46 @@ def recycle_page_cache(folder: str, size: int) -> None:
         os.unlink(path)
 
 
+PAGE_CONDITIONS = ("recycled", "fresh")
+_REPORTED_KIB = "/sys/module/page_reporting/parameters/reported_kib"
+
+
+def release_free_pages(max_wait: float = 30.0, quiet: float = 4.5) -> float:
+    """Wait until the guest has reported its free pages to the host, so writes land on fresh pages.
+
+    The opposite of ``recycle_page_cache``: once the balloon's free-page reporting has handed the
+    pages freed by the previous run back to the host, the next download's writes fault in pages
+    the guest does not hold. Reporting runs in passes about 2 s apart, so it is taken as done when
+    the reported total has not moved for ``quiet`` seconds. Returns the seconds waited (0 where
+    the kernel has no free-page reporting: there "fresh" and "recycled" pages cost the same).
+    """
+    if not os.path.exists(_REPORTED_KIB):
+        return 0.0
+
+    def reported() -> int:
+        with open(_REPORTED_KIB) as f:
+            return int(f.read())
+
+    t0 = time.monotonic()
+    last, since = reported(), t0
+    while time.monotonic() - t0 < max_wait and time.monotonic() - since < quiet:
+        time.sleep(0.25)
+        now = reported()
+        if now != last:
+            last, since = now, time.monotonic()
+    return time.monotonic() - t0
+
+
+def prepare_pages(folder: str, size: int, pages: str) -> None:
+    """Put the page cache in one of ``PAGE_CONDITIONS`` before a download of ``size`` bytes."""
+    if pages == "recycled":
+        recycle_page_cache(folder, size)
+    elif pages == "fresh":
+        release_free_pages()
+    else:
+        raise ValueError(f"pages must be one of {PAGE_CONDITIONS}, not {pages!r}")
+
+
 def summarize(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
