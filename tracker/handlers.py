@@ -32,11 +32,12 @@ def login(env: Env, c: Call) -> Reply:
     if not env.rules.password_ok(user, c.args["password"], c.wall):
         env.rules.record_failure(user, c.wall)
         return Reply.failure(c.req.id, Refused(Code.WRONG_PASSWORD, "wrong password"))
-    return c.ok({"token": env.rules.open_session(user, c.key)})
+    # "at": the seeder of this session refuses grants issued before it (see peer.api.login).
+    return c.ok({"token": env.rules.open_session(user, c.key), "at": c.wall})
 
 
 def logout(env: Env, c: Call) -> Reply:
-    routes = [r for g in env.rules.groups_of(c.user) for r in env.presence.routes_serving(g)]
+    routes = [r for g in env.rules.groups_of(c.user) for r in env.presence.routes_of_members(g)]
     env.rules.logout(c.session)
     env.presence.drop(c.session.token_hash)
     revoke(env, sorted(set(routes)), Revocation(at=c.wall, key=c.session.key))
@@ -44,7 +45,10 @@ def logout(env: Env, c: Call) -> Reply:
 
 
 def revoke(env: Env, routes: list[bytes], rev: Revocation) -> None:
-    """Tell seeders to refuse grants issued before now that ``rev`` covers."""
+    """Tell seeders to refuse grants issued before now that ``rev`` covers.
+
+    Revocations go to every online member of the groups concerned, not only to those serving
+    there now; a peer that logs in later refuses every grant older than its session instead."""
     env.push(routes, Push(P.PUSH_REVOKE, rev.to_wire()))
 
 
@@ -63,7 +67,7 @@ def _gone(env: Env, c: Call, group: str, user: str, result: LeaveResult) -> Repl
     env.presence.unserve_group(group, user)
     for name in result.files_removed:
         env.presence.unserve((group, name))
-    revoke(env, env.presence.routes_serving(group), Revocation(at=c.wall, user=user, group=group))
+    revoke(env, env.presence.routes_of_members(group), Revocation(at=c.wall, user=user, group=group))
     return c.ok(result.to_wire())
 
 
@@ -86,7 +90,11 @@ def list_requests(env: Env, c: Call) -> Reply:
 
 
 def accept_request(env: Env, c: Call) -> Reply:
-    env.rules.accept_request(c.user, c.args["group"], c.args["user"])
+    group, user = c.args["group"], c.args["user"]
+    env.rules.accept_request(c.user, group, user)
+    # The revocations pushed before now never reached the new member: its seeders refuse every
+    # grant for the group issued before it joined (no download of ours can hold such a grant).
+    revoke(env, env.presence.routes_of_user(user), Revocation(at=c.wall, group=group))
     return c.ok()
 
 

@@ -135,6 +135,17 @@ class Presence:
         rows = self.db.all(sql, group) if name is None else self.db.all(sql + " AND s.name=?", group, name)
         return [bytes(r[0]) for r in rows]
 
+    def routes_of_members(self, group: str) -> list[bytes]:
+        """Routes of every online session of a member of ``group``, serving or not: any of them
+        may start serving the group's files (a download makes it a holder at once)."""
+        rows = self.db.all(
+            "SELECT DISTINCT o.route FROM online o JOIN members m ON m.uname = o.uname WHERE m.grp=?", group
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def routes_of_user(self, user: str) -> list[bytes]:
+        return [bytes(r[0]) for r in self.db.all("SELECT route FROM online WHERE uname=?", user)]
+
     def route_of(self, key: str) -> bytes | None:
         row = self.db.one("SELECT route FROM online WHERE key=? LIMIT 1", key)
         return None if row is None else bytes(row[0])
