@@ -160,7 +160,9 @@ class Revocation(Record):
     """Grants issued before ``at`` that match every given field no longer hold.
 
     ``key`` (a session ended), ``user`` + ``group`` (a member left or was removed), or
-    ``group`` + ``file`` (the file was removed): seeders refuse such grants at once.
+    ``group`` + ``file`` (the file was removed): seeders refuse such grants at once. ``group``
+    alone (pushed to a new member) and no field at all (a peer's own, at login) refuse every
+    grant issued before the seeder could have heard of the revocations that cover it.
     """
 
     at: float

@@ -29,7 +29,7 @@ from messages.errors import Code, LocalError, ProtocolError, RemoteError, Torren
 from messages.events import ProgressEvent
 from messages.grants import GrantChecker
 from messages.names import check_file_name, check_name
-from messages.records import FileEntry, FileMeta, GroupEntry, LeaveResult, Refusal
+from messages.records import FileEntry, FileMeta, GroupEntry, LeaveResult, Refusal, Revocation
 
 from .download import Download, Settings
 from .hashing import Progress, hash_file
@@ -220,6 +220,10 @@ class Peer:
         if self._token:
             raise LocalError(Code.ALREADY_LOGGED_IN, f"already logged in as {self.user}; log out first")
         result = self._call(P.OP_LOGIN, {"user": user, "password": password}, auth=False).unwrap()
+        if isinstance(result.get("at"), (int, float)):
+            # Revocations pushed while we were offline never reached us: refuse every grant
+            # issued before this session (downloaders get fresh ones with every holder list).
+            self.revoked.add(Revocation(at=float(result["at"])))
         notes = self.library.load(os.path.join(self.home, "users", user))
         self.user, self._token = user, result["token"]
         notes += self._announce(self._client(), result["token"])
@@ -252,7 +256,7 @@ class Peer:
         result = LeaveResult.from_wire(self._call(P.OP_LEAVE_GROUP, {"group": group}).unwrap())
         for d in self.running():
             if d.key[0] == group:
-                d.cancel()
+                d.cancel(f"you left {group}")
         self.library.remove_group(group)
         return result
 

@@ -89,7 +89,9 @@ class Download:
         self.picker = Picker(Bitfield(meta.num_pieces), max_per_holder=settings.max_per_holder)
         self.started = time.monotonic()
         self.schedule = Schedule(settings.piece_timeout, self.started)
-        self.book = HolderBook(meta, self.picker, distrusted if distrusted is not None else set())
+        self.book = HolderBook(
+            meta, self.picker, distrusted if distrusted is not None else set(), trackers.keys.public
+        )
         self.progress = Reporter(peer_name, meta, self.final, self.started)
         self._tally = self.progress.tally
         self._switches = trackers.switches

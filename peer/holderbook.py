@@ -22,8 +22,11 @@ Distrusted = set[tuple[str, str, str]]  # (holder key, group, file)
 
 
 class HolderBook:
-    def __init__(self, meta: FileMeta, picker: Picker, distrusted: Distrusted) -> None:
+    def __init__(self, meta: FileMeta, picker: Picker, distrusted: Distrusted, own_key: str = "") -> None:
+        """``own_key``: this peer's; pushed news of our own pieces reach us too, and we are
+        never a source of our own download."""
         self.meta = meta
+        self.own_key = own_key
         self.picker = picker
         self.distrusted = distrusted
         self.holders: dict[str, Holder] = {}  # by holder id: its endpoint
@@ -46,6 +49,8 @@ class HolderBook:
                 have = None if h.have is None else Bitfield.decode(self.meta.num_pieces, h.have)
             except ProtocolError as exc:
                 log.warning("ignoring malformed holder: %s", exc)
+                continue
+            if h.key == self.own_key:
                 continue
             seen.add(h.endpoint)
             self.holders[h.endpoint] = h

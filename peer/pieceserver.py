@@ -36,9 +36,13 @@ log = logging.getLogger(__name__)
 def _why(rev: Revocation) -> str:
     if rev.file is not None:
         return "the file was removed from the group"
-    if rev.group is not None:
+    if rev.group is not None and rev.user is not None:
         return f"{rev.user} is no longer a member of {rev.group}"
-    return "that session ended"
+    if rev.group is not None:
+        return f"grant issued before this holder joined {rev.group}; ask the tracker for a fresh one"
+    if rev.key is not None:
+        return "that session ended"
+    return "grant issued before this holder logged in; ask the tracker for a fresh one"
 
 
 def digest_page(digests: bytes, count: int, page: int) -> bytes:
@@ -59,7 +63,9 @@ class PieceServer:
     ) -> None:
         self.library = library
         self.grants: GrantChecker | None = None  # set once the tracker gave us its grant key
-        self.revoked = revoked or Revocations()
+        # Not ``revoked or ...``: an empty Revocations is falsy (it has a length), and the
+        # seeder must share the very list the peer's pushes fill.
+        self.revoked = revoked if revoked is not None else Revocations()
         self.budget = budget or SendBudget()
         self.clock = clock
         self._fds: dict[str, int] = {}

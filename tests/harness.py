@@ -57,11 +57,15 @@ class Swarm:
     def start_tracker(self, bind: str = "tcp://127.0.0.1:0", db: str = "") -> TrackerProcess:
         """A tracker on ``db`` (default: a SQLite file of this test); all of one test's trackers
         share one key pair, as the trackers of a cluster do."""
-        keys = os.path.join(self.tmp, "tracker-keys")
         db = db or os.path.join(self.tmp, "tracker", "state.db")
-        self.tracker = TrackerProcess(db, bind, "--keys", keys, "--key-bind", "none", cwd=ROOT)
+        self.tracker = TrackerProcess(db, bind, "--keys", self.tracker_keys, "--key-bind", "none", cwd=ROOT)
         self.procs.append(self.tracker)
         return self.tracker
+
+    @property
+    def tracker_keys(self) -> str:
+        """The folder of the key pair every tracker of this test uses."""
+        return os.path.join(self.tmp, "tracker-keys")
 
     def restart_tracker(self) -> TrackerProcess:
         assert self.tracker is not None
@@ -75,8 +79,7 @@ class Swarm:
 
     def restart(self, t: TrackerProcess) -> TrackerProcess:
         """Start a tracker again on the same port and database (after a kill)."""
-        keys = os.path.join(self.tmp, "tracker-keys")
-        again = TrackerProcess(t.db, t.endpoint, "--keys", keys, "--key-bind", "none", cwd=ROOT)
+        again = TrackerProcess(t.db, t.endpoint, "--keys", self.tracker_keys, "--key-bind", "none", cwd=ROOT)
         self.procs.append(again)
         self.trackers = [again if x is t else x for x in self.trackers]
         return again

@@ -57,7 +57,7 @@ def test_a_write_through_one_tracker_is_read_through_the_other(cluster: Swarm) -
 
 
 def test_a_tracker_killed_mid_download_costs_nothing_visible(cluster: Swarm) -> None:
-    holders = [cluster.peer(n, "--piece-size", "256K", "--upload-limit", "24M") for n in ("h1", "h2", "h3")]
+    holders = [cluster.peer(n, "--piece-size", "256K", "--upload-limit", "8M") for n in ("h1", "h2", "h3")]
     d = cluster.peer("dl")
     cluster.group(holders[0], "g", *holders[1:], d)
     data = make_file(f"{cluster.tmp}/files/big.bin", 64 << 20, seed=3)
@@ -66,7 +66,8 @@ def test_a_tracker_killed_mid_download_costs_nothing_visible(cluster: Swarm) -> 
     first = cluster.trackers[0]
     assert all(tracker_in_use(p) == first.endpoint for p in [*holders, d])
     d.ok(f"download_file g big.bin {cluster.tmp}/out")
-    wait_until(lambda: 0.1 < d.progress("big.bin") < 0.7, timeout=30, what="download under way")
+    # ~2.7 s at the holders' capped rates: polls under load are seconds apart at worst
+    wait_until(lambda: 0.05 < d.progress("big.bin") < 0.8, timeout=30, what="download under way")
     first.kill(signal.SIGKILL)
     line = d.wait_for(r"download (complete|of \[g\] big.bin failed)", timeout=120).string
     assert "download complete" in line, line

@@ -231,7 +231,7 @@ def test_backup_of_a_running_tracker_is_complete(swarm: Swarm) -> None:
     assert r.returncode == 0, r.stderr
     assert start_tracker(copy, "--check").returncode == 0
     # A tracker on the backup (same key pair) has every group.
-    keys = os.path.join(swarm.tmp, "tracker-keys")
+    keys = swarm.tracker_keys
     restored = TrackerProcess(copy, "tcp://127.0.0.1:0", "--keys", keys, cwd=ROOT)
     swarm.procs.append(restored)
     probe = swarm.peer("probe", "--tracker", restored.endpoint)

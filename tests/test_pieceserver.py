@@ -25,6 +25,7 @@ from peer.budget import SendBudget
 from peer.hashing import hash_file
 from peer.library import Library
 from peer.pieceserver import PieceServer
+from peer.revocations import Revocations
 
 TRACKER = GrantSigner(b"s" * 32)
 
@@ -102,6 +103,19 @@ def test_revoked_grants_are_refused_at_once(shared: Any) -> None:
     assert ask(server, 0, user="carol").error is None
     server.revoked.add(Revocation(at=time.time() + 1, key=key_of("carol")))
     assert "session ended" in refused(ask(server, 0, user="carol"), Code.BAD_GRANT)
+
+
+def test_revocations_added_to_the_peers_list_reach_the_server(shared: Any) -> None:
+    """The peer hands the seeder its (still empty) list and fills it as pushes arrive: the
+    server must check that very list, not a copy made because an empty one looked falsy."""
+    server, _meta, _data, _path = shared
+    peers = Revocations()
+    server = PieceServer(server.library, peers)
+    server.grants = GrantChecker(TRACKER.public)
+    assert ask(server, 0).error is None
+    peers.add(Revocation(at=time.time() + 1, user="bob", group="films"))
+    assert "no longer a member" in refused(ask(server, 0), Code.BAD_GRANT)
+    server.close()
 
 
 def test_a_seeder_not_yet_in_touch_with_a_tracker_serves_nothing(shared: Any) -> None:

@@ -441,6 +441,35 @@ def test_logout_and_leaving_push_revocations_to_the_groups_seeders(films: Tracke
     assert revs[-1] == Revocation(at=t.wall(), key=key_of("alice"))
 
 
+def test_revocations_reach_online_members_that_serve_nothing_yet(films: TrackerPair) -> None:
+    """Any member may start serving the group's files (a download makes it a holder at once),
+    so every online member's seeder must hear whose grants to refuse."""
+    t = films
+    t.online("bob", 7002)  # online, serving nothing
+    t.online("carol", 7003)
+    t.ok(P.OP_LEAVE_GROUP, {"group": "films"}, as_user="carol")
+    assert [Revocation.from_wire(b) for b in pushes_to(t, "bob", P.PUSH_REVOKE)] == [
+        Revocation(at=t.wall(), user="carol", group="films")
+    ]
+    assert pushes_to(t, "carol", P.PUSH_REVOKE) == []  # no longer a member: nothing to hear
+
+
+def test_a_new_member_refuses_grants_older_than_its_membership(films: TrackerPair) -> None:
+    """Revocations pushed before it joined never reached it: it refuses every older grant."""
+    t = films
+    t.online("dave", 7004)
+    t.ok(P.OP_JOIN_GROUP, {"group": "films"}, as_user="dave")
+    t.ok(P.OP_ACCEPT_REQUEST, {"group": "films", "user": "dave"}, as_user="alice")
+    (rev,) = pushes_to(t, "dave", P.PUSH_REVOKE)
+    assert Revocation.from_wire(rev) == Revocation(at=t.wall(), group="films")
+
+
+def test_login_tells_the_time_its_seeder_refuses_older_grants_from(t: TrackerPair) -> None:
+    t.user("alice", login=False)
+    reply = t.ok(P.OP_LOGIN, {"user": "alice", "password": "pw-alice"}, key=key_of("alice"))
+    assert reply["at"] == t.wall()
+
+
 def test_the_admin_removes_a_member(films: TrackerPair) -> None:
     t = films
     meta, _ = file_meta()

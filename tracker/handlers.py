@@ -32,7 +32,8 @@ def login(env: Env, c: Call) -> Reply:
     if not env.rules.password_ok(user, c.args["password"], c.wall):
         env.rules.record_failure(user, c.wall)
         return Reply.failure(c.req.id, Refused(Code.WRONG_PASSWORD, "wrong password"))
-    return c.ok({"token": env.rules.open_session(user, c.key)})
+    # "at": the seeder of this session refuses grants issued before it (see peer.api.login).
+    return c.ok({"token": env.rules.open_session(user, c.key), "at": c.wall})
 
 
 def logout(env: Env, c: Call) -> Reply:
@@ -45,8 +46,10 @@ def logout(env: Env, c: Call) -> Reply:
 
 
 def revoke(env: Env, group: str, rev: Revocation) -> None:
-    """Tell the group's seeders to refuse grants issued before now that ``rev`` covers."""
-    env.notify({"group": group}, Push(P.PUSH_REVOKE, rev.to_wire()))
+    """Tell every online member of ``group`` to refuse grants issued before now that ``rev``
+    covers: members not serving there now too, since a download makes any of them a holder at
+    once; a peer that logs in later refuses every grant older than its session instead."""
+    env.notify({"members": group}, Push(P.PUSH_REVOKE, rev.to_wire()))
 
 
 def create_group(env: Env, c: Call) -> Reply:
@@ -87,7 +90,11 @@ def list_requests(env: Env, c: Call) -> Reply:
 
 
 def accept_request(env: Env, c: Call) -> Reply:
-    env.rules.accept_request(c.user, c.args["group"], c.args["user"])
+    group, user = c.args["group"], c.args["user"]
+    env.rules.accept_request(c.user, group, user)
+    # The revocations pushed before now never reached the new member: its seeders refuse every
+    # grant for the group issued before it joined (no download of ours can hold such a grant).
+    env.notify({"user": user}, Push(P.PUSH_REVOKE, Revocation(at=c.wall, group=group).to_wire()))
     return c.ok()
 
 

@@ -181,9 +181,17 @@ class Presence:
     def targets(self, selector: dict[str, str]) -> list[Target]:
         """The connections (tracker, route) a selector names, on every tracker:
         ``{"group": g}`` peers serving anything in g, ``{"group": g, "file": f}`` peers serving f,
+        ``{"members": g}`` every online member of g, serving or not (any of them may start
+        serving: a download makes it a holder at once), ``{"user": u}`` u's sessions,
         ``{"key": k}`` the peer with that key, ``{"subscribed": g, "file": f}`` downloads of f."""
         if "key" in selector:
             sql, params = "SELECT tracker, route FROM online WHERE key=?", [selector["key"]]
+        elif "user" in selector:
+            sql, params = "SELECT tracker, route FROM online WHERE uname=?", [selector["user"]]
+        elif "members" in selector:
+            sql = """SELECT DISTINCT o.tracker, o.route FROM online o JOIN members m ON m.uname = o.uname
+                     WHERE m.grp=?"""
+            params = [selector["members"]]
         elif "subscribed" in selector:
             sql = "SELECT tracker, route FROM subscriptions WHERE grp=? AND name=?"
             params = [selector["subscribed"], selector["file"]]
