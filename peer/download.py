@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 WORKER_START = 5.0  # seconds for the workers to report READY
 DIGEST_TIMEOUT = 3.0  # seconds a holder has to send the piece digests
+REPORT_FLUSH = 3.0  # seconds an ending download spends telling the tracker of late bad pieces
 
 
 @dataclass(slots=True)
@@ -361,6 +362,7 @@ class Download:
         """Never raises: whatever failed, the download ends and its waiters wake up."""
         try:
             self.part.close()
+            self._flush_reports(link)
             link.close()
             self._tally.finished = time.monotonic()
             self._refresh(force=True)
@@ -375,6 +377,18 @@ class Download:
             log.exception("after download %s", self.meta.name)
         finally:
             self.done_event.set()
+
+    def _flush_reports(self, link: AsyncControl) -> None:
+        """Bad pieces seen just before the end, not yet reported: other downloaders are still
+        at risk from that holder, so the tracker hears of them now (briefly: we are ending)."""
+        token = self.token()
+        deadline = time.monotonic() + REPORT_FLUSH
+        while self.book.reports and token and time.monotonic() < deadline:
+            try:
+                link.client.call(P.OP_REPORT, self.book.reports.pop(0), token=token, timeout=1.0, retries=0)
+            except TorrentError as exc:
+                log.info("could not report a bad piece: %s", exc)
+                return
 
     # --- progress ---------------------------------------------------------------------------
     def _refresh(self, force: bool = False) -> None:
