@@ -22,7 +22,7 @@ MAX_ID = (1 << 53) - 1  # request ids: exact in JSON numbers everywhere
 MAX_CID = 64  # client id string
 MAX_TOKEN = 128  # session token string
 MAX_FILE_SIZE = 1 << 50
-MAX_SHARES = 10_000  # shares in one announce
+MAX_SHARES = 10_000  # shares in one announce message (a peer sends more in batches)
 MAX_NAME_LEN = 64  # user and group names
 MAX_FILE_NAME_BYTES = 255  # one path component on common file systems
 MAX_PASSWORD_LEN = 1024
@@ -30,7 +30,10 @@ DIGEST_SIZE = 32  # SHA-256
 DEFAULT_PIECE_SIZE = 1024 * 1024  # chosen from scripts/bench's sweep (README, Performance)
 MIN_PIECE_SIZE = 16 * 1024
 MAX_PIECE_SIZE = 16 * 1024 * 1024
-MAX_PIECES = 1 << 20  # 1 Mi pieces: 32 MiB of digests, 16 TiB at 16 MiB pieces
+# 256 Ki pieces: 8 MiB of digests; 256 GiB at the default piece size, 4 TiB at the largest
+# (uploads choose a larger piece size when a file needs it). The bound is what keeps a
+# bitfield (32 KiB, 43,692 characters of base64) inside one control message with room to spare.
+MAX_PIECES = 1 << 18
 # A file's piece digests travel from holder to downloader (never through the tracker, which
 # keeps only their root), in pages that fit one frame.
 DIGESTS_PER_PAGE = 16 * 1024  # 512 KiB a page
@@ -45,6 +48,19 @@ CONTROL_FRAMES = 2  # tag, header
 SEEDER_MAX_MSG = MAX_HEADER_BYTES + FRAME_SLACK  # seeders only ever receive small requests
 PIECE_FRAMES = 3  # tag, header, payload
 PIECE_MAX_MSG = MAX_PIECE_SIZE + MAX_HEADER_BYTES  # the most a downloader accepts per frame
+
+# Lists of any length travel in pages: a cursor ("after": the last name of the previous page)
+# and a limit; the tracker also stops a page at PAGE_BYTES of entries, so a page of the longest
+# names (or of holders with the largest bitfields) still fits one message.
+PAGE_BYTES = 48 * 1024
+DEFAULT_PAGE = 500
+MAX_PAGE = 1000
+# A holder list is a bounded sample the tracker chooses (as BitTorrent trackers return a bounded
+# peer set): the downloader names the holders it already knows and gets others, and word of
+# those that left.
+HOLDER_SAMPLE = 50
+MAX_KNOWN = 200
+MAX_PUSH_PIECES = 1000  # pieces named in one verify push
 
 # Control operations.
 OP_CREATE_USER = "create_user"

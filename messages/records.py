@@ -85,6 +85,11 @@ class GroupEntry(Record):
 
 
 @dataclass(frozen=True, slots=True)
+class JoinRequest(Record):
+    user: str  # who asked to join (list_requests, to the group's admin)
+
+
+@dataclass(frozen=True, slots=True)
 class FileEntry(Record):
     name: str
     size: int

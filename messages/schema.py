@@ -6,6 +6,7 @@ and the tracker validates everything it receives, because a peer may be anything
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,6 +93,28 @@ def _share_refs(v: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _cursor(v: Any) -> str:
+    """Where a page starts: after this name (user, group or file name; "" for the first page)."""
+    if not isinstance(v, str) or len(v.encode("utf-8", "surrogatepass")) > P.MAX_FILE_NAME_BYTES:
+        raise ProtocolError(Code.BAD_ARGS, f"after must be a name of at most {P.MAX_FILE_NAME_BYTES} bytes")
+    return v
+
+
+def _limit(v: Any) -> int:
+    return check_int(v, 1, P.MAX_PAGE, "limit")
+
+
+def _want(v: Any) -> int:
+    return check_int(v, 0, P.HOLDER_SAMPLE, "want")
+
+
+def _keys(v: Any) -> list[str]:
+    if not isinstance(v, list) or len(v) > P.MAX_KNOWN:
+        raise ProtocolError(Code.BAD_ARGS, f"known must be a list of at most {P.MAX_KNOWN} keys")
+    return [_key(k) for k in v]
+
+
+PAGE: dict[str, Validator] = {"after": _cursor, "limit": _limit}  # optional on every listing
 _G: dict[str, Validator] = {"group": _group}
 _GF: dict[str, Validator] = {"group": _group, "file": check_file_name}
 _GU: dict[str, Validator] = {"group": _group, "user": _user}
@@ -102,6 +125,7 @@ class OpSpec:
     """How the tracker treats one operation."""
 
     fields: dict[str, Validator]
+    optional: dict[str, Validator] = dataclasses.field(default_factory=dict)  # absent: a default
     token: bool = True  # needs a session: the tracker checks it once, before any handler runs
     write: bool = False  # durable: committed before the reply, answered from a cache on retry
     read: bool = False  # changes nothing, so it needs no savepoint of its own
@@ -115,16 +139,17 @@ OPS: dict[str, OpSpec] = {
     P.OP_CREATE_GROUP: OpSpec(_G, write=True),
     P.OP_JOIN_GROUP: OpSpec(_G, write=True),
     P.OP_LEAVE_GROUP: OpSpec(_G, write=True),
-    P.OP_LIST_GROUPS: OpSpec({}, read=True),
-    P.OP_LIST_REQUESTS: OpSpec(_G, read=True),
+    P.OP_LIST_GROUPS: OpSpec({}, PAGE, read=True),
+    P.OP_LIST_REQUESTS: OpSpec(_G, PAGE, read=True),
     P.OP_ACCEPT_REQUEST: OpSpec(_GU, write=True),
     P.OP_REJECT_REQUEST: OpSpec(_GU, write=True),
-    P.OP_LIST_FILES: OpSpec(_G, read=True),
+    P.OP_LIST_FILES: OpSpec(_G, PAGE, read=True),
     P.OP_FILE_INFO: OpSpec(_GF, read=True),
     P.OP_SHARE_FILE: OpSpec({**_GF, "size": _size, "piece_size": _piece_size, "root": _hex64}, write=True),
     P.OP_STOP_SHARE: OpSpec(_GF, write=True),
-    P.OP_HOLDERS: OpSpec(_GF, read=True),
-    P.OP_ANNOUNCE: OpSpec({"endpoint": _endpoint, "plain": _flag, "shares": _share_refs}),
+    P.OP_HOLDERS: OpSpec(_GF, {"known": _keys, "want": _want}, read=True),
+    # "more": a further batch of shares for the session the first announce registered.
+    P.OP_ANNOUNCE: OpSpec({"endpoint": _endpoint, "plain": _flag, "shares": _share_refs}, {"more": _flag}),
     P.OP_PROGRESS: OpSpec({**_GF, "have": _bitfield_text}),
     P.OP_HEARTBEAT: OpSpec({}),
     P.OP_REMOVE_FILE: OpSpec(_GF, write=True),
@@ -141,7 +166,7 @@ def validate_args(op: str, args: Any) -> dict[str, Any]:
         raise ProtocolError(Code.UNKNOWN_OP, f"unknown operation {str(op)[:40]!r}")
     if not isinstance(args, dict):
         raise ProtocolError(Code.BAD_ARGS, "args must be an object")
-    extra = set(args) - set(spec.fields)
+    extra = set(args) - set(spec.fields) - set(spec.optional)
     if extra:
         raise ProtocolError(Code.BAD_ARGS, f"{op}: unexpected argument {sorted(extra)[0][:40]!r}")
     clean = {}
@@ -149,4 +174,7 @@ def validate_args(op: str, args: Any) -> dict[str, Any]:
         if name not in args:
             raise ProtocolError(Code.BAD_ARGS, f"{op}: missing argument {name!r}")
         clean[name] = check(args[name])
+    for name, check in spec.optional.items():
+        if name in args:
+            clean[name] = check(args[name])
     return clean

@@ -12,7 +12,7 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ from messages.errors import Code, LocalError, ProtocolError, RemoteError, Torren
 from messages.events import ProgressEvent
 from messages.grants import GrantChecker
 from messages.names import check_file_name, check_name
-from messages.records import FileEntry, FileMeta, GroupEntry, LeaveResult, Refusal, Revocation
+from messages.records import FileEntry, FileMeta, GroupEntry, JoinRequest, LeaveResult, Refusal, Revocation
 
 from .download import Download, Settings
 from .hashing import Progress, hash_file
@@ -263,11 +263,24 @@ class Peer:
     def remove_member(self, group: str, user: str) -> LeaveResult:
         return LeaveResult.from_wire(self._call(P.OP_REMOVE_MEMBER, {"group": group, "user": user}).unwrap())
 
+    def _pages(self, op: str, args: dict[str, Any]) -> Iterator[Any]:
+        """Every entry of a paged listing, page after page (cursor: the last name seen)."""
+        after = ""
+        while True:
+            result = self._call(op, {**args, "after": after}).unwrap()
+            items, nxt = result.get("items"), result.get("next")
+            if not isinstance(items, list) or not (nxt is None or (isinstance(nxt, str) and nxt > after)):
+                raise ProtocolError(Code.BAD_JSON, f"tracker sent a malformed page of {op}")
+            yield from items
+            if nxt is None:
+                return
+            after = nxt
+
     def list_groups(self) -> list[GroupEntry]:
-        return [GroupEntry.from_wire(g) for g in self._call(P.OP_LIST_GROUPS).unwrap()["groups"]]
+        return [GroupEntry.from_wire(g) for g in self._pages(P.OP_LIST_GROUPS, {})]
 
     def list_requests(self, group: str) -> list[str]:
-        return list(self._call(P.OP_LIST_REQUESTS, {"group": group}).unwrap()["users"])
+        return [JoinRequest.from_wire(r).user for r in self._pages(P.OP_LIST_REQUESTS, {"group": group})]
 
     def accept_request(self, group: str, user: str) -> None:
         self._call(P.OP_ACCEPT_REQUEST, {"group": group, "user": user}).unwrap()
@@ -277,9 +290,7 @@ class Peer:
 
     # --- files ------------------------------------------------------------------------------
     def list_files(self, group: str) -> list[FileEntry]:
-        return [
-            FileEntry.from_wire(f) for f in self._call(P.OP_LIST_FILES, {"group": group}).unwrap()["files"]
-        ]
+        return [FileEntry.from_wire(f) for f in self._pages(P.OP_LIST_FILES, {"group": group})]
 
     def file_info(self, group: str, name: str) -> FileMeta:
         meta = FileMeta.from_wire(self._call(P.OP_FILE_INFO, {"group": group, "file": name}).unwrap())

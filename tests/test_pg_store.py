@@ -46,7 +46,7 @@ def test_two_trackers_see_each_others_committed_writes(two: tuple[TrackerPair, T
     a.user("alice")
     b.tokens["alice"] = a.tokens["alice"]  # a session made at one tracker is good at any
     b.ok(P.OP_CREATE_GROUP, {"group": "films"}, as_user="alice")
-    groups = a.ok(P.OP_LIST_GROUPS, as_user="alice")["groups"]
+    groups = a.ok(P.OP_LIST_GROUPS, as_user="alice")["items"]
     assert [(g["name"], g["role"]) for g in groups] == [("films", "admin")]
     b.refused(Code.USER_EXISTS, P.OP_CREATE_USER, {"user": "alice", "password": "x"})
 
@@ -139,7 +139,7 @@ def test_a_tracker_survives_the_server_restarting(pg_cluster: PgCluster, pg_dsn:
                 assert reply.error.code == Code.INTERNAL
                 failures += 1
                 continue
-            assert [g["name"] for g in reply.result["groups"]] == ["films"]
+            assert [g["name"] for g in reply.result["items"]] == ["films"]
         assert failures <= 1
         t.ok(P.OP_CREATE_GROUP, {"group": "music"}, as_user="alice")
         assert t.store.one("SELECT count(*) FROM groups") == (2,)  # outside a batch too
@@ -160,7 +160,7 @@ def test_after_a_server_crash_presence_is_empty_and_the_rest_is_kept(
         t.store.run("CHECKPOINT")
         pg_cluster.restart(mode="immediate")
         t.call(P.OP_LIST_GROUPS, as_user="alice")  # may fail once: its connection was cut
-        assert t.ok(P.OP_LIST_GROUPS, as_user="alice") == {"groups": []}  # session kept
+        assert t.ok(P.OP_LIST_GROUPS, as_user="alice") == {"items": [], "next": None}  # session kept
         assert t.store.one("SELECT count(*) FROM online") == (0,)  # peers announce again
     finally:
         t.close()

@@ -110,14 +110,14 @@ def test_group_flow_and_listings(films: TrackerPair) -> None:
     t.refused(Code.ALREADY_REQUESTED, P.OP_JOIN_GROUP, {"group": "films"}, as_user="dave")
     t.refused(Code.ALREADY_MEMBER, P.OP_JOIN_GROUP, {"group": "films"}, as_user="bob")
     t.refused(Code.NO_SUCH_GROUP, P.OP_JOIN_GROUP, {"group": "nope"}, as_user="dave")
-    assert t.ok(P.OP_LIST_REQUESTS, {"group": "films"}, as_user="alice")["users"] == ["dave"]
+    assert t.ok(P.OP_LIST_REQUESTS, {"group": "films"}, as_user="alice")["items"] == [{"user": "dave"}]
     t.refused(Code.NOT_ADMIN, P.OP_LIST_REQUESTS, {"group": "films"}, as_user="bob")
     t.refused(Code.NOT_ADMIN, P.OP_ACCEPT_REQUEST, {"group": "films", "user": "dave"}, as_user="bob")
     t.ok(P.OP_REJECT_REQUEST, {"group": "films", "user": "dave"}, as_user="alice")
     t.refused(Code.NO_SUCH_REQUEST, P.OP_ACCEPT_REQUEST, {"group": "films", "user": "dave"}, as_user="alice")
     t.refused(Code.GROUP_EXISTS, P.OP_CREATE_GROUP, {"group": "films"}, as_user="dave")
     t.ok(P.OP_CREATE_GROUP, {"group": "music"}, as_user="dave")
-    groups = [GroupEntry.from_wire(g) for g in t.ok(P.OP_LIST_GROUPS, as_user="bob")["groups"]]
+    groups = [GroupEntry.from_wire(g) for g in t.ok(P.OP_LIST_GROUPS, as_user="bob")["items"]]
     assert [(g.name, g.admin, g.members, g.role) for g in groups] == [
         ("films", "alice", 3, "member"),
         ("music", "dave", 1, ""),
@@ -154,7 +154,7 @@ def test_share_list_info_and_stop(films: TrackerPair) -> None:
     other, _ = file_meta(seed=b"b")
     t.refused(Code.FILE_CONFLICT, P.OP_SHARE_FILE, other.share_args(), as_user="alice")
     files = [
-        FileEntry.from_wire(f) for f in t.ok(P.OP_LIST_FILES, {"group": "films"}, as_user="alice")["files"]
+        FileEntry.from_wire(f) for f in t.ok(P.OP_LIST_FILES, {"group": "films"}, as_user="alice")["items"]
     ]
     assert [(f.name, f.size, f.online, f.sharers) for f in files] == [("movie.mkv", meta.size, 0, 2)]
     t.refused(Code.NOT_MEMBER, P.OP_LIST_FILES, {"group": "films"}, as_user="dave")
@@ -215,7 +215,7 @@ def test_announce_checks_every_claim(films: TrackerPair) -> None:
         ("other.mkv", "bitfield is not valid base64"),
     ]
     files = {
-        f["name"]: f["online"] for f in t.ok(P.OP_LIST_FILES, {"group": "films"}, as_user="carol")["files"]
+        f["name"]: f["online"] for f in t.ok(P.OP_LIST_FILES, {"group": "films"}, as_user="carol")["items"]
     }
     assert files == {"movie.mkv": 1, "other.mkv": 0}
 
@@ -230,9 +230,9 @@ def test_progress_serves_partials_and_withdraws_stopped_downloads(films: Tracker
     t.online("carol", 7003)
     one = Bitfield.from_indices(meta.num_pieces, [1]).encode()
     assert t.ok(P.OP_PROGRESS, {**key, "have": one}, as_user="carol") == {"online": True}
-    assert t.ok(P.OP_LIST_FILES, {"group": "films"}, as_user="carol")["files"][0]["online"] == 1
+    assert t.ok(P.OP_LIST_FILES, {"group": "films"}, as_user="carol")["items"][0]["online"] == 1
     t.ok(P.OP_PROGRESS, {**key, "have": empty}, as_user="carol")  # the download stopped
-    assert t.ok(P.OP_LIST_FILES, {"group": "films"}, as_user="carol")["files"][0]["online"] == 0
+    assert t.ok(P.OP_LIST_FILES, {"group": "films"}, as_user="carol")["items"][0]["online"] == 0
     t.refused(
         Code.BAD_ARGS, P.OP_PROGRESS, {**key, "have": Bitfield(meta.num_pieces + 8).encode()}, as_user="carol"
     )
@@ -273,7 +273,7 @@ def test_a_refused_request_undoes_only_itself(films: TrackerPair) -> None:
     replies = [Reply.decode(f) for f in t.batch(good.encode(), bad.encode(), key=key_of("bob"))]
     assert replies[0].ok
     assert replies[1].error is not None and replies[1].error.code == Code.GROUP_EXISTS
-    assert "music" in [g["name"] for g in t.ok(P.OP_LIST_GROUPS, as_user="bob")["groups"]]
+    assert "music" in [g["name"] for g in t.ok(P.OP_LIST_GROUPS, as_user="bob")["items"]]
 
 
 def test_a_bug_in_a_handler_costs_one_request(films: TrackerPair, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -291,7 +291,7 @@ def test_a_bug_in_a_handler_costs_one_request(films: TrackerPair, monkeypatch: p
     ]
     assert replies[0].ok
     assert replies[1].error is not None and replies[1].error.code == Code.INTERNAL
-    names = [g["name"] for g in t.ok(P.OP_LIST_GROUPS, as_user="bob")["groups"]]
+    names = [g["name"] for g in t.ok(P.OP_LIST_GROUPS, as_user="bob")["items"]]
     assert "music" in names and "halfway" not in names
 
 
@@ -495,7 +495,7 @@ def test_the_admin_removes_a_file_for_everyone(films: TrackerPair) -> None:
     assert pushes_to(t, "bob", P.PUSH_REMOVED) == [{**key, "by": "alice"}]
     t.refused(Code.NO_SUCH_FILE, P.OP_FILE_INFO, key, as_user="carol")
     t.refused(Code.NO_SUCH_FILE, P.OP_REMOVE_FILE, key, as_user="alice")
-    assert t.ok(P.OP_LIST_FILES, {"group": "films"}, as_user="carol")["files"] == []
+    assert t.ok(P.OP_LIST_FILES, {"group": "films"}, as_user="carol")["items"] == []
 
 
 def test_a_holder_two_downloaders_report_is_unlisted_until_it_rechecks(films: TrackerPair) -> None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 from messages import protocol as P
 from messages.control import Push, Reply
 from messages.errors import Code, Refused
-from messages.records import FileEntry, FileMeta, LeaveResult, Revocation
+from messages.records import FileEntry, FileMeta, JoinRequest, LeaveResult, Revocation
 
 from . import presence_ops
 from .call import Call, Env, Handler
+from .paging import page, page_args
 
 
 def ping(env: Env, c: Call) -> Reply:
@@ -82,11 +83,15 @@ def remove_member(env: Env, c: Call) -> Reply:
 
 
 def list_groups(env: Env, c: Call) -> Reply:
-    return c.ok({"groups": [g.to_wire() for g in env.rules.list_groups(c.user)]})
+    after, limit = page_args(c.args)
+    groups = env.rules.list_groups(c.user, after, limit + 1)
+    return c.ok(page(((g.name, g.to_wire()) for g in groups), limit))
 
 
 def list_requests(env: Env, c: Call) -> Reply:
-    return c.ok({"users": env.rules.list_requests(c.user, c.args["group"])})
+    after, limit = page_args(c.args)
+    users = env.rules.list_requests(c.user, c.args["group"], after, limit + 1)
+    return c.ok(page(((u, JoinRequest(u).to_wire()) for u in users), limit))
 
 
 def accept_request(env: Env, c: Call) -> Reply:
@@ -106,11 +111,12 @@ def reject_request(env: Env, c: Call) -> Reply:
 def list_files(env: Env, c: Call) -> Reply:
     group = c.args["group"]
     env.rules.require_member(group, c.user)
-    files = [
+    after, limit = page_args(c.args)
+    files = (
         FileEntry(name=name, size=size, online=env.presence.count((group, name)), sharers=sharers)
-        for name, size, sharers in env.rules.files(group)
-    ]
-    return c.ok({"files": [f.to_wire() for f in files]})
+        for name, size, sharers in env.rules.files(group, after, limit + 1)
+    )
+    return c.ok(page(((f.name, f.to_wire()) for f in files), limit))
 
 
 def file_info(env: Env, c: Call) -> Reply:

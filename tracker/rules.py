@@ -22,6 +22,7 @@ from .store import Store
 EMPTY_ROOT = hashlib.sha256(b"").hexdigest()
 THROTTLE_FAILURES = 5  # wrong passwords for one user ...
 THROTTLE_WINDOW = 60.0  # ... within this many seconds ...
+ALL = 1 << 62  # "no limit" for a listing, in a form both stores take for LIMIT
 THROTTLE_LOCK = 30.0  # ... lock that user's logins for this long after the last one
 
 
@@ -116,9 +117,12 @@ class Rules:
             raise Refused(Code.ALREADY_REQUESTED, f"a request to join {group!r} is already pending")
         self.db.run("INSERT INTO requests VALUES (?,?,?)", group, user, time.time())
 
-    def list_requests(self, user: str, group: str) -> list[str]:
+    def list_requests(self, user: str, group: str, after: str = "", limit: int = ALL) -> list[str]:
+        """Pending requests by user name, after ``after`` (a page: at most ``limit``)."""
         self.require_admin(group, user)
-        rows = self.db.all("SELECT uname FROM requests WHERE grp=? ORDER BY created, uname", group)
+        rows = self.db.all(
+            "SELECT uname FROM requests WHERE grp=? AND uname > ? ORDER BY uname LIMIT ?", group, after, limit
+        )
         return [r[0] for r in rows]
 
     def accept_request(self, admin: str, group: str, user: str) -> None:
@@ -170,14 +174,17 @@ class Rules:
         self.db.run("UPDATE groups SET admin=? WHERE name=?", nxt[0], group)
         return LeaveResult(group_deleted=False, new_admin=nxt[0], files_removed=removed)
 
-    def list_groups(self, user: str) -> list[GroupEntry]:
+    def list_groups(self, user: str, after: str = "", limit: int = ALL) -> list[GroupEntry]:
+        """Groups by name, after ``after`` (a page: at most ``limit``), with the caller's role."""
         rows = self.db.all(
             """SELECT g.name, g.admin, (SELECT count(*) FROM members m WHERE m.grp=g.name),
                       EXISTS(SELECT 1 FROM members m WHERE m.grp=g.name AND m.uname=?),
                       EXISTS(SELECT 1 FROM requests r WHERE r.grp=g.name AND r.uname=?)
-               FROM groups g ORDER BY g.name""",
+               FROM groups g WHERE g.name > ? ORDER BY g.name LIMIT ?""",
             user,
             user,
+            after,
+            limit,
         )
         out = []
         for name, admin, count, member, pending in rows:
@@ -250,12 +257,14 @@ class Rules:
             raise Refused(Code.NO_SUCH_FILE, f"no file {name!r} in {group!r}")
         return stored
 
-    def files(self, group: str) -> list[tuple[str, int, int]]:
-        """(name, size, sharers) of every file in a group."""
+    def files(self, group: str, after: str = "", limit: int = ALL) -> list[tuple[str, int, int]]:
+        """(name, size, sharers) of the group's files by name, after ``after`` (at most ``limit``)."""
         rows = self.db.all(
             """SELECT f.name, f.size, (SELECT count(*) FROM shares s WHERE s.grp=f.grp AND s.name=f.name)
-               FROM files f WHERE f.grp=? ORDER BY f.name""",
+               FROM files f WHERE f.grp=? AND f.name > ? ORDER BY f.name LIMIT ?""",
             group,
+            after,
+            limit,
         )
         return [(r[0], r[1], r[2]) for r in rows]
 
