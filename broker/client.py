@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import random
 import secrets
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from .sockets import LIMITS, dealer, recv_bounded
 from .trackers import TrackerSet
 
 log = logging.getLogger(__name__)
+BUSY_PATIENCE = 60.0  # seconds of BUSY replies a call waits through before it gives the error
 
 _HANDSHAKE_FAILED = (
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
@@ -93,27 +95,36 @@ class ControlClient:
 
         Raises LocalError(TIMEOUT) when no tracker answered any attempt, LocalError(BAD_KEY)
         when the tracker refused our secure handshake, and LocalError for arguments the
-        tracker would refuse anyway.
+        tracker would refuse anyway. A tracker too busy for the request now (BUSY: say, a burst
+        of logins) is asked again after a growing, jittered pause, for BUSY_PATIENCE seconds.
         """
         req_id, frames = self.build(op, args or {}, token=token)
         timeout = self.timeout if timeout is None else timeout
         attempts = 1 + (self.retries if retries is None else retries)
         refused = 0  # attempts in a row whose secure handshake failed
-        for attempt in range(attempts):
+        busy_until, pause = time.monotonic() + BUSY_PATIENCE, 0.1
+        attempt = 0
+        while attempt < attempts:
             self.send(frames)
             reply = self.receive(req_id, time.monotonic() + timeout)
+            busy = reply is not None and reply.error is not None and reply.error.code == Code.BUSY
+            if busy and time.monotonic() + pause < busy_until:
+                time.sleep(pause * random.uniform(0.5, 1.5))
+                pause = min(2.0, pause * 2)
+                continue
             if reply is not None:
                 return reply
+            attempt += 1
             endpoint = self.endpoint
             refused = refused + 1 if self.handshake_failed() else 0
-            if refused >= 2 or (refused and attempt + 1 == attempts):
+            if refused >= 2 or (refused and attempt == attempts):
                 self.reset()
                 raise LocalError(
                     Code.BAD_KEY,
                     f"the tracker at {endpoint} failed the secure handshake: it does not hold the "
                     f"key we trust ({self.trackers.server_key[:10]}...)",
                 )
-            log.info("no reply to %s from %s (attempt %d/%d)", op, endpoint, attempt + 1, attempts)
+            log.info("no reply to %s from %s (attempt %d/%d)", op, endpoint, attempt, attempts)
             self.reset()
             self.trackers.failed(endpoint)
         raise LocalError(

@@ -40,11 +40,12 @@ BatchHandler = Callable[[list[Inbound]], Iterable[Outbound]]
 
 
 class Watch(Protocol):
-    """Another file descriptor the loop polls beside the socket (say, a database listener)."""
+    """Something else the loop polls beside its socket: a database listener's descriptor, or
+    an inproc socket of results from worker threads."""
 
-    def fileno(self) -> int: ...  # -1 while there is nothing to poll
+    def pollable(self) -> zmq.Socket | int | None: ...  # None while there is nothing to poll
     def ready(self) -> Iterable[Outbound]:
-        """Called when the descriptor is readable (and at every tick): messages to send."""
+        """Called when it is readable (and at every tick): messages to send."""
         ...
 
 
@@ -84,38 +85,48 @@ class RouterService:
         self.batch = batch
         self.before_send = before_send
         self.dropped = 0  # replies we could not deliver (peer gone or its queue full)
+        self.empty_at = time.monotonic()  # when the loop last found nothing waiting to be read
 
     def run(
         self,
         stop: threading.Event,
         on_tick: Callable[[], Iterable[Outbound] | None] | None = None,
         tick: float = 0.5,
-        watch: Watch | None = None,
+        watches: list[Watch] | None = None,
     ) -> None:
         """Serve until ``stop`` is set; ``on_tick`` runs at least every ``tick`` seconds and may
-        return messages to send (pushes), as may ``watch`` when its descriptor is readable."""
+        return messages to send (pushes), as may each watch when it is readable."""
         next_tick = time.monotonic() + tick
+        watches = watches or []
         try:
             while not stop.is_set():
-                poller = self._poller(watch)
+                poller, polled = self._poller(watches)
                 timeout = max(0.0, next_tick - time.monotonic())
                 ready = dict(poller.poll(int(min(timeout, 0.2) * 1000)))
+                if not ready:
+                    self.empty_at = time.monotonic()
                 if self.sock in ready:
                     self._serve_batch()
-                if watch is not None and (len(ready) > (self.sock in ready) or time.monotonic() >= next_tick):
-                    self._send_all(watch.ready())
-                if on_tick is not None and time.monotonic() >= next_tick:
+                due = time.monotonic() >= next_tick
+                for w, p in polled:
+                    if due or (p is not None and p in ready):
+                        self._send_all(w.ready())
+                if on_tick is not None and due:
                     self._send_all(on_tick() or ())
                     next_tick = time.monotonic() + tick
         finally:
             self.sock.close(linger=0)
 
-    def _poller(self, watch: Watch | None) -> zmq.Poller:
+    def _poller(self, watches: list[Watch]) -> tuple[zmq.Poller, list[tuple[Watch, Any]]]:
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
-        if watch is not None and watch.fileno() >= 0:
-            poller.register(watch.fileno(), zmq.POLLIN)
-        return poller
+        polled = []
+        for w in watches:
+            p = w.pollable()
+            if p is not None and p != -1:
+                poller.register(p, zmq.POLLIN)
+            polled.append((w, p))
+        return poller, polled
 
     def _send_all(self, messages: Iterable[Outbound]) -> None:
         for ident, frames in messages:
@@ -129,6 +140,7 @@ class RouterService:
             try:
                 frames = recv_bounded(self.sock, self.limits.max_frames, zmq.NOBLOCK, copy=False)
             except zmq.Again:
+                self.empty_at = time.monotonic()  # everything sent before now is in this batch
                 break
             size += frames_size(frames)
             first = frames[0]

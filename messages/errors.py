@@ -42,6 +42,7 @@ class Code(StrEnum):
     NO_HOLDERS = "no_holders"
     TIMEOUT = "timeout"
     NOT_LOGGED_IN = "not_logged_in"
+    NOT_ONLINE = "not_online"  # a further announce batch before the first one
     ALREADY_LOGGED_IN = "already_logged_in"
     DOWNLOAD_FAILED = "download_failed"
     BAD_PATH = "bad_path"

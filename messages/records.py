@@ -150,7 +150,6 @@ class Holder(Record):
     key: str  # the holder's CURVE public key: the downloader connects to it with this key
     plain: bool  # it serves pieces without encryption (its owner's choice, for a trusted LAN)
     have: str | None  # base64 bitfield for a partial holder; None when complete
-    grant: Grant  # ours, for this file: good at every holder
 
 
 @dataclass(frozen=True, slots=True)

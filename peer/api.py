@@ -30,6 +30,7 @@ from messages.events import ProgressEvent
 from messages.grants import GrantChecker
 from messages.names import check_file_name, check_name
 from messages.records import FileEntry, FileMeta, GroupEntry, JoinRequest, LeaveResult, Refusal, Revocation
+from messages.sizes import chunks
 
 from .download import Download, Settings
 from .hashing import Progress, hash_file
@@ -178,23 +179,29 @@ class Peer:
         return self._token
 
     def _announce(self, client: ControlClient, token: str) -> list[str]:
-        """Tell the tracker where we listen and everything we serve; notes on what it refused.
+        """Tell the tracker where we listen and everything we serve, in batches that each fit
+        a message; notes on what it refused.
 
         Runs under the sync lock (see ``_share``): the list sent is the list as it is.
         """
         with self._sync:
-            args = {
-                "endpoint": self.endpoint,
-                "plain": self.plain_pieces,
-                "shares": self.library.announce_refs(),
-            }
-            reply = client.call(P.OP_ANNOUNCE, args, token=token).unwrap()
-            self._trust_grants(reply.get("grant_key"))
+            refs = self.library.announce_refs()
+            batches = list(chunks(refs, P.PAGE_BYTES, P.MAX_SHARES)) or [[]]
             notes = []
-            for item in reply.get("refused", []):
-                r = Refusal.from_wire(item)
-                self.library.remove((r.group, r.file))
-                notes.append(f"not serving [{r.group}] {r.file}: {r.message}")
+            for i, batch in enumerate(batches):
+                args: dict[str, Any] = {
+                    "endpoint": self.endpoint,
+                    "plain": self.plain_pieces,
+                    "shares": batch,
+                }
+                if i:
+                    args["more"] = True
+                reply = client.call(P.OP_ANNOUNCE, args, token=token).unwrap()
+                self._trust_grants(reply.get("grant_key"))
+                for item in reply.get("refused", []):
+                    r = Refusal.from_wire(item)
+                    self.library.remove((r.group, r.file))
+                    notes.append(f"not serving [{r.group}] {r.file}: {r.message}")
             return notes
 
     def _trust_grants(self, public: object) -> None:
@@ -226,9 +233,22 @@ class Peer:
             self.revoked.add(Revocation(at=float(result["at"])))
         notes = self.library.load(os.path.join(self.home, "users", user))
         self.user, self._token = user, result["token"]
-        notes += self._announce(self._client(), result["token"])
+        try:
+            notes += self._announce(self._client(), result["token"])
+        except TorrentError as exc:  # not online: not logged in either, and the shell says so
+            self._abandon_session()
+            raise LocalError(exc.code, f"could not go online ({exc.message}); not logged in") from None
         self.presence.nudge()
         return notes
+
+    def _abandon_session(self) -> None:
+        try:
+            self._call(P.OP_LOGOUT, retries=0).unwrap()
+        except TorrentError:
+            pass  # the session ends with its lease anyway
+        finally:
+            self._token = None
+            self.library.unload()
 
     def logout(self, *, quick: bool = False) -> None:
         """End the session; ``quick`` (on shutdown) tries the tracker once instead of retrying."""

@@ -21,7 +21,7 @@ from broker.sockets import configure_dealer, piece_limits, recv_bounded
 from messages.errors import Code, LocalError, ProtocolError
 from messages.pieces import PieceReply, PieceRequest
 from messages.protocol import DIGEST_SIZE, DIGESTS_PER_PAGE, OP_GET_DIGESTS, PIECE_FRAMES
-from messages.records import FileMeta, Holder
+from messages.records import FileMeta, Grant, Holder
 
 from .hashing import root_hash
 
@@ -53,7 +53,7 @@ class DigestFetch:
         self.failed: dict[str, float] = {}  # holder endpoint -> when it failed
         self.reasons: list[str] = []
 
-    def offer(self, holders: list[Holder], now: float) -> None:
+    def offer(self, holders: list[Holder], grant: Grant, now: float) -> None:
         """Start asking listed holders we are not asking yet, up to AT_ONCE at a time."""
         for h in holders:
             if len(self.asking) >= AT_ONCE:
@@ -61,11 +61,11 @@ class DigestFetch:
             if h.endpoint in self.asking or now - self.failed.get(h.endpoint, -1e9) < RETRY_AFTER:
                 continue
             try:
-                self.asking[h.endpoint] = self._ask(h, now)
+                self.asking[h.endpoint] = self._ask(h, grant, now)
             except zmq.ZMQError as exc:
                 self._fail(h.endpoint, f"cannot reach {h.user}: {exc}", now)
 
-    def _ask(self, h: Holder, now: float) -> _Asking:
+    def _ask(self, h: Holder, grant: Grant, now: float) -> _Asking:
         sock = self.ctx.socket(zmq.DEALER)
         try:
             server = "" if h.plain else h.key
@@ -76,7 +76,7 @@ class DigestFetch:
             raise
         asking = _Asking(h, sock, now + self.timeout)
         for page in range(page_count(self.meta)):
-            req = PieceRequest(next(_ids), self.meta.group, self.meta.name, page, h.grant, op=OP_GET_DIGESTS)
+            req = PieceRequest(next(_ids), self.meta.group, self.meta.name, page, grant, op=OP_GET_DIGESTS)
             sock.send_multipart(req.encode())
             asking.ids[req.id] = page
         return asking

@@ -167,7 +167,8 @@ class Download:
                 self._check_cancel()
                 now = time.monotonic()
                 self._talk_to_tracker(link, now)
-                fetch.offer(list(self.book.holders.values()), now)
+                if self.book.grant is not None:
+                    fetch.offer(list(self.book.holders.values()), self.book.grant, now)
                 digests = fetch.poll(50)
                 if digests is not None:
                     return digests
@@ -243,7 +244,7 @@ class Download:
             if self.schedule.answered(now, outcome.op, code) is not None:
                 reply.unwrap()  # not a member any more, file or group gone: the download fails
             if outcome.op == P.OP_HOLDERS and reply.ok:
-                self._forget(self.book.apply(reply.result.get("holders", [])))
+                self._forget(self.book.apply(reply.result))
         token = self.token()
         if link.busy or not token:
             return
@@ -254,14 +255,17 @@ class Download:
         args: dict[str, object] = {"group": self.meta.group, "file": self.meta.name}
         if op == P.OP_PROGRESS:
             args["have"] = self.picker.have.encode()
+        if op == P.OP_HOLDERS:
+            args |= {"known": self.book.known(), "want": min(P.HOLDER_SAMPLE, self.book.room)}
         if op is not None:
             link.start(op, args, token=token)
 
     def _ventilate(self, vent: zmq.Socket, now: float) -> None:
         while (choice := self.picker.assign(now)) is not None:
             piece, hid = choice
-            h = self.book.holders[hid]
-            a = Assignment(piece, hid, h.grant, self.settings.piece_timeout, key="" if h.plain else h.key)
+            h, grant = self.book.holders[hid], self.book.grant
+            assert grant is not None  # holders come with a grant
+            a = Assignment(piece, hid, grant, self.settings.piece_timeout, key="" if h.plain else h.key)
             try:
                 vent.send_multipart(a.encode(), zmq.NOBLOCK)
             except zmq.Again:  # no worker takes work: give the piece back
@@ -329,11 +333,10 @@ class Download:
                 f"[{self.meta.group}] {self.meta.name} was removed from the group by {body.get('by')}"
             )
         elif push.kind == P.PUSH_HOLDERS:
-            grant = self.book.grant
-            if body.get("refresh") or grant is None:
+            if body.get("refresh") or self.book.grant is None:
                 self.schedule.holders_now()
             else:
-                self._forget(self.book.merge(body, grant))
+                self._forget(self.book.merge(body))
 
     def _forget(self, gone: list[str]) -> None:
         for hid in gone:

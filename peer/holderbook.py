@@ -1,9 +1,10 @@
 """The holders a download knows of, from the tracker's lists and pushes, kept beside the picker.
 
-Pure bookkeeping (no sockets): a full holder list replaces what we knew; a pushed change adds,
-updates or removes holders using the grant we already have (one grant serves every holder of
-the file). Holders that sent this process bad data are banned on sight, and each bad piece is
-queued as a report for the tracker.
+Pure bookkeeping (no sockets): holder lists (bounded samples the tracker chooses) and pushed
+changes add, update or remove holders; the grant of the last list serves at every holder of the
+file. The book holds at most MAX_KNOWN holders, and names them when it asks for more, so the
+tracker can say which of them left. Holders that sent this process bad data are banned on
+sight, and each bad piece is queued as a report for the tracker.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from messages.bitfield import Bitfield
 from messages.errors import Code, ProtocolError
+from messages.protocol import MAX_KNOWN
 from messages.records import FileMeta, Grant, Holder
 
 from .picker import Picker
@@ -29,50 +31,58 @@ class HolderBook:
         self.own_key = own_key
         self.picker = picker
         self.distrusted = distrusted
+        self.grant: Grant | None = None  # ours for this file, from the last holder list: good at all
         self.holders: dict[str, Holder] = {}  # by holder id: its endpoint
         self.reports: list[dict[str, object]] = []  # bad pieces the tracker should hear of
         self._names: dict[str, str] = {}  # holder id -> user, for every holder ever listed
 
-    @property
-    def grant(self) -> Grant | None:
-        return next(iter(self.holders.values())).grant if self.holders else None
-
     def user(self, hid: str) -> str:
         return self._names.get(hid, hid)
 
-    def apply(self, wire: list[Any]) -> list[str]:
-        """A full list: the holders in it, and no others. The ids of holders that left."""
-        seen = set()
-        for item in wire:
-            try:
-                h = Holder.from_wire(item)
-                have = None if h.have is None else Bitfield.decode(self.meta.num_pieces, h.have)
-            except ProtocolError as exc:
-                log.warning("ignoring malformed holder: %s", exc)
-                continue
-            if h.key == self.own_key:
-                continue
-            seen.add(h.endpoint)
-            self.holders[h.endpoint] = h
-            self._names[h.endpoint] = h.user
-            if (h.key, self.meta.group, self.meta.name) in self.distrusted:
-                self.picker.banned.add(h.endpoint)
-            self.picker.update_holder(h.endpoint, have)
-        gone = [hid for hid in self.picker.holders if hid not in seen]
+    def known(self) -> list[str]:
+        """The keys of the holders we know, for the tracker to say which left (at most MAX_KNOWN)."""
+        return [h.key for h in self.holders.values()][:MAX_KNOWN]
+
+    @property
+    def room(self) -> int:
+        """How many more holders we would take."""
+        return max(0, MAX_KNOWN - len(self.holders))
+
+    def apply(self, result: dict[str, Any]) -> list[str]:
+        """A holders reply: our grant, a sample of holders (new ones, or what known ones hold
+        now) and the known holders that left. The ids of holders that left."""
+        try:
+            self.grant = Grant.from_wire(result.get("grant"))
+        except ProtocolError as exc:
+            log.warning("ignoring a holder list without a valid grant: %s", exc)
+            return []
+        return self.merge(result)
+
+    def merge(self, body: dict[str, Any]) -> list[str]:
+        """A holders reply or push: holders that appeared or changed, keys that left."""
+        left = {str(k) for k in body.get("left", []) if isinstance(k, str)}
+        gone = [hid for hid, h in self.holders.items() if h.key in left]
+        for item in body.get("holders", []):
+            self._take(item)
         for hid in gone:
             self.picker.remove_holder(hid)
             self.holders.pop(hid, None)
         return gone
 
-    def merge(self, body: dict[str, Any], grant: Grant) -> list[str]:
-        """A pushed change: holders that appeared or changed, keys that left."""
-        wire = [
-            {**item, "grant": grant.to_wire()} for item in body.get("holders", []) if isinstance(item, dict)
-        ]
-        left = {str(k) for k in body.get("left", [])}
-        fresh = {item.get("endpoint") for item in wire}
-        kept = [h.to_wire() for hid, h in self.holders.items() if h.key not in left and hid not in fresh]
-        return self.apply(kept + wire)
+    def _take(self, item: object) -> None:
+        try:
+            h = Holder.from_wire(item)
+            have = None if h.have is None else Bitfield.decode(self.meta.num_pieces, h.have)
+        except ProtocolError as exc:
+            log.warning("ignoring malformed holder: %s", exc)
+            return
+        if h.key == self.own_key or (h.endpoint not in self.holders and not self.room):
+            return
+        self.holders[h.endpoint] = h
+        self._names[h.endpoint] = h.user
+        if (h.key, self.meta.group, self.meta.name) in self.distrusted:
+            self.picker.banned.add(h.endpoint)
+        self.picker.update_holder(h.endpoint, have)
 
     def distrust(self, hid: str, piece: int, code: str) -> None:
         """Never ask this holder for this file again in this process; report a bad piece."""

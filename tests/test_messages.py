@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -21,7 +22,16 @@ from messages.frames import peek_id
 from messages.grants import GrantSigner
 from messages.names import check_file_name, check_name
 from messages.pieces import PieceReply, PieceRequest
-from messages.records import FileEntry, FileMeta, Grant, GroupEntry, Heartbeat, Holder, LeaveResult
+from messages.records import (
+    FileEntry,
+    FileMeta,
+    Grant,
+    GroupEntry,
+    Heartbeat,
+    Holder,
+    LeaveResult,
+    Record,
+)
 from messages.schema import validate_args
 
 TAG = P.CONTROL_TAG
@@ -570,19 +580,20 @@ def test_piece_reply_with_non_object_error_is_protocol_error() -> None:
 # --- records --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Signed(Record):
+    """A record holding a record: nested records arrive typed and checked."""
+
+    grant: Grant
+
+
 def test_records_round_trip() -> None:
     records = [
         GroupEntry(name="films", admin="alice", members=3, role="admin"),
         FileEntry(name="a.mkv", size=10, online=1, sharers=2),
         FileMeta(group="films", name="a.mkv", size=10, piece_size=16384, root=HEX64),
-        Holder(
-            user="bob",
-            endpoint="tcp://h:1",
-            key="k" * 40,
-            plain=False,
-            have="gA==",
-            grant=make_grant("bob", "g", "f", 60),
-        ),
+        Holder(user="bob", endpoint="tcp://h:1", key="k" * 40, plain=False, have="gA=="),
+        make_grant("bob", "g", "f", 60),
         Heartbeat(epoch="e1", online=True),
         LeaveResult(group_deleted=False, new_admin="bob", files_removed=["a", "b"]),
     ]
@@ -599,32 +610,10 @@ def test_records_round_trip() -> None:
         (FileEntry, {"name": "a", "size": 1.5, "online": 0, "sharers": 1}),
         (FileEntry, {"name": "a", "size": 10, "online": 0}),  # missing field
         (FileEntry, {"name": None, "size": 10, "online": 0, "sharers": 1}),
-        (
-            Holder,
-            {"user": "bob", "endpoint": "tcp://h:1", "key": "k" * 40, "plain": False, "have": 3, "grant": {}},
-        ),
-        (
-            Holder,
-            {
-                "user": "bob",
-                "endpoint": "tcp://h:1",
-                "key": "k" * 40,
-                "plain": False,
-                "have": None,
-                "grant": "g",
-            },
-        ),
-        (
-            Holder,
-            {
-                "user": "bob",
-                "endpoint": "tcp://h:1",
-                "key": "k" * 40,
-                "plain": False,
-                "have": None,
-                "grant": {"user": "bob"},
-            },
-        ),
+        (Holder, {"user": "bob", "endpoint": "tcp://h:1", "key": "k" * 40, "plain": False, "have": 3}),
+        (Holder, {"user": "bob", "endpoint": "tcp://h:1", "key": "k" * 40, "plain": "no", "have": None}),
+        (Signed, {"grant": "g"}),
+        (Signed, {"grant": {"user": "bob"}}),
         (
             Grant,
             {"user": "bob", "key": "k", "group": "g", "file": "f", "issued": 1, "exp": "soon", "sig": "m"},
@@ -643,22 +632,11 @@ def test_from_wire_rejects_wrong_types(cls: Any, data: Any) -> None:
 
 
 def test_from_wire_accepts_none_for_optional_fields() -> None:
-    grant = make_grant("bob", "g", "f", 60).to_wire()
-    h = Holder.from_wire(
-        {
-            "user": "bob",
-            "endpoint": "tcp://h:1",
-            "key": "k" * 40,
-            "plain": False,
-            "have": None,
-            "grant": grant,
-        }
-    )
+    bob = {"user": "bob", "endpoint": "tcp://h:1", "key": "k" * 40, "plain": False}
+    h = Holder.from_wire({**bob, "have": None})
     assert h.have is None
-    assert h.grant.user == "bob"  # nested records arrive typed
-    h = Holder.from_wire(
-        {"user": "bob", "endpoint": "tcp://h:1", "key": "k" * 40, "plain": False, "grant": grant}
-    )  # absent == None
+    assert Signed.from_wire({"grant": make_grant("bob", "g", "f", 60).to_wire()}).grant.user == "bob"
+    h = Holder.from_wire(bob)  # absent == None
     assert h.have is None
     lr = LeaveResult.from_wire({"group_deleted": True, "new_admin": None, "files_removed": []})
     assert lr.new_admin is None

@@ -68,4 +68,18 @@ class Call:
         return Reply.success(self.req.id, result)
 
 
-Handler = Callable[[Env, Call], Reply]
+Continuation = Callable[[Env, Call, bytes], Reply]  # (env, the call as it is now, a digest)
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A handler's answer "not yet": hash ``password`` with ``salt`` off the tracker's loop,
+    then ``then`` gives the reply (see ``deferred``: logins and new users wait for their hash)."""
+
+    user: str
+    password: str
+    salt: bytes
+    then: Continuation
+
+
+Handler = Callable[[Env, Call], Reply | Deferred]

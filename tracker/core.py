@@ -14,6 +14,10 @@ Retried writes (same client id and request id, identical bytes) are answered fro
 cache of their replies, so a write whose reply was lost, even across a tracker restart, is never
 done twice nor answered "already exists". Logins are not cached: a reply carrying a session
 token is never stored, and logging in again is harmless.
+
+Logins and new users wait for a password hash computed off the loop (``deferred``): the core
+hands out ``HashJob``s (``take_jobs``) and takes their digests back (``finish``), which runs the
+rest of those requests in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Callable
+from functools import partial
 
 from broker.service import Inbound, Outbound
 from messages import protocol as P
@@ -31,7 +36,8 @@ from messages.frames import as_bytes, peek_id
 from messages.grants import GrantSigner
 from messages.schema import OPS
 
-from .call import Call, Env
+from .call import Call, Deferred, Env, Handler
+from .deferred import HashJob, HashQueue
 from .handlers import HANDLERS
 from .postman import Postman
 from .presence import Presence
@@ -42,6 +48,8 @@ log = logging.getLogger(__name__)
 
 REPLY_TTL = 900.0  # seconds a write's reply stays in the retry cache
 UNCACHED = frozenset({P.OP_LOGIN})  # replies that carry a secret are never stored
+HASH_QUEUE = 64  # password hashes waiting at most (about 3 s of work for one worker)
+Step = Callable[[Call], "Reply | Deferred"]
 
 
 class TrackerCore:
@@ -54,6 +62,7 @@ class TrackerCore:
         grant_lifetime: float = P.GRANT_LIFETIME,
         clock: Callable[[], float] | None = None,
         wall: Callable[[], float] | None = None,
+        hash_queue: int = HASH_QUEUE,
     ) -> None:
         """``clock`` (leases) and ``wall`` (grants, throttling) default to the store's clock,
         the one every tracker on the store shares."""
@@ -64,6 +73,7 @@ class TrackerCore:
         self.presence = Presence(store, expiry, epoch)
         self.env = Env(Rules(store), self.presence, signer, epoch, grant_lifetime)
         self.postman = Postman(store, self.presence, epoch)
+        self.hashes = HashQueue(hash_queue)
 
     @property
     def epoch(self) -> str:
@@ -71,11 +81,38 @@ class TrackerCore:
 
     # --- requests -------------------------------------------------------------------------
     def handle_batch(self, batch: list[Inbound]) -> list[Outbound]:
+        """Replies to a batch (those waiting for a hash come later, from ``finish``)."""
+        return self._transaction(lambda now, wall: [self._handle(m, now, wall) for m in batch], batch)
+
+    def take_jobs(self) -> list[HashJob]:
+        """Password hashes to compute (after each batch): see ``finish``."""
+        return self.hashes.take_new()
+
+    def finish(self, digests: list[tuple[int, bytes]]) -> list[Outbound]:
+        """Replies to the requests whose hashes are done: ``(job id, digest)`` pairs."""
+        waiting = [(w, d) for job, d in digests if (w := self.hashes.done(job)) is not None]
+
+        def run(now: float, wall: float) -> list[Outbound | None]:
+            out: list[Outbound | None] = []
+            for w, digest in waiting:
+                m, req = w.message, w.request
+                reply = self._run(req, m, now, wall, partial(self._resume, w.deferred, digest))
+                out.append(self._reply(m, req, reply, w.fingerprint))
+            return out
+
+        return self._transaction(run, [w.message for w, _ in waiting])
+
+    def _resume(self, d: Deferred, digest: bytes, c: Call) -> Reply:
+        return d.then(self.env, c, digest)
+
+    def _transaction(
+        self, work: Callable[[float, float], list[Outbound | None]], batch: list[Inbound]
+    ) -> list[Outbound]:
+        """``work`` in one transaction, committed before any reply leaves, pushes after it."""
         self._forget_news()
         try:
             self.store.begin()
-            now, wall = self.clock(), self.wall()
-            replies = [(m.ident, self._handle(m, now, wall)) for m in batch]
+            replies = [r for r in work(self.clock(), self.wall()) if r is not None]
             pushes = self._pushes()
             self.store.commit()
         except StoreError as exc:
@@ -99,11 +136,11 @@ class TrackerCore:
         self.env.notices.clear()
         self.presence.changes.clear()
 
-    def _handle(self, m: Inbound, now: float, wall: float) -> list[bytes]:
+    def _handle(self, m: Inbound, now: float, wall: float) -> Outbound | None:
         try:
             req = Request.decode(m.frames)
         except ProtocolError as exc:
-            return Reply.failure(peek_id(m.frames), exc).encode()
+            return m.ident, Reply.failure(peek_id(m.frames), exc).encode()
         spec = OPS[req.op]
         fingerprint = b""
         if spec.write and req.cid and req.op not in UNCACHED:
@@ -112,20 +149,36 @@ class TrackerCore:
             fingerprint = hashlib.blake2b(as_bytes(m.frames[1]), digest_size=16).digest()
             cached = self._cached(req, fingerprint)
             if cached is not None:
-                return cached
-        out = self._run(req, m, now, wall, savepoint=not spec.read).encode()
+                return m.ident, cached
+        if self.hashes.retry_of(m, req):
+            return None  # still waiting for its hash: the reply will go where this came from
+        handler: Handler = HANDLERS[req.op]
+        reply = self._run(req, m, now, wall, lambda c: handler(self.env, c), savepoint=not spec.read)
+        if isinstance(reply, Deferred):
+            try:
+                self.hashes.add(reply, m, req, fingerprint)
+                return None
+            except TorrentError as exc:  # BUSY: too many hashes waiting
+                return m.ident, Reply.failure(req.id, exc).encode()
+        return self._reply(m, req, reply, fingerprint)
+
+    def _reply(self, m: Inbound, req: Request, reply: Reply | Deferred, fingerprint: bytes) -> Outbound:
+        if isinstance(reply, Deferred):  # a continuation never defers again
+            reply = Reply.failure(req.id, TorrentError(Code.INTERNAL, f"internal error in {req.op}"))
+        out = reply.encode()
         if fingerprint:
             self._remember(req, fingerprint, out)
-        return out
+        return m.ident, out
 
-    def _run(self, req: Request, m: Inbound, now: float, wall: float, *, savepoint: bool) -> Reply:
+    def _run(
+        self, req: Request, m: Inbound, now: float, wall: float, step: Step, *, savepoint: bool = True
+    ) -> Reply | Deferred:
         if savepoint:
             self.store.savepoint()
         queued = (len(self.env.notices), len(self.presence.changes))
         try:
             session = self.env.rules.session(req.token, m.key) if OPS[req.op].token else None
-            call = Call(req, session, now, wall, route=m.ident, key=m.key, address=m.address)
-            reply = HANDLERS[req.op](self.env, call)
+            reply = step(Call(req, session, now, wall, route=m.ident, key=m.key, address=m.address))
         except TorrentError as exc:
             reply = self._undo(req, exc, savepoint, queued)
         except StoreError:
@@ -166,13 +219,20 @@ class TrackerCore:
         )
 
     # --- housekeeping ---------------------------------------------------------------------
-    def tick(self) -> list[Outbound]:
-        """Expire silent peers (telling the downloads they served) and old cached replies, in a
-        short transaction of its own."""
+    def tick(self, lag: float = 0.0) -> list[Outbound]:
+        """Housekeeping, in a short transaction of its own: expire silent peers (telling the
+        downloads they served), old cached replies and hashes waiting too long.
+
+        ``lag``: seconds since the loop last found no request waiting. Leases are measured up
+        to then, not up to now: heartbeats still queued behind slow work must not count as
+        missed."""
         self._forget_news()
+        failed = self._overdue_hashes()
         try:
             self.store.begin()
-            gone = self.presence.expire(self.clock())
+            now = self.clock()
+            self.presence.mark_drained(now - lag)
+            gone = self.presence.expire(now, now - lag)
             self.store.run("DELETE FROM replies WHERE at < ?", self.wall() - REPLY_TTL)
             pushes = self._pushes()
             self.store.commit()
@@ -182,10 +242,15 @@ class TrackerCore:
             self._forget_news()
             if exc.fatal:
                 raise
-            return []
+            return failed
         if gone:
             log.info("%d silent peer(s) dropped", gone)
-        return pushes
+        return failed + pushes
+
+    def _overdue_hashes(self) -> list[Outbound]:
+        """Requests whose hash never came back (a pool that failed): answered, not forgotten."""
+        err = TorrentError(Code.INTERNAL, "the tracker could not check the password; try again")
+        return [(w.message.ident, Reply.failure(w.request.id, err).encode()) for w in self.hashes.overdue()]
 
     def notified(self, payloads: list[str]) -> list[Outbound]:
         """Pushes other trackers asked us to deliver to our connections."""

@@ -8,29 +8,45 @@ They never commit and never touch a socket. Presence operations are in ``presenc
 
 from __future__ import annotations
 
+from functools import partial
+
 from messages import protocol as P
 from messages.control import Push, Reply
 from messages.errors import Code, Refused
 from messages.records import FileEntry, FileMeta, JoinRequest, LeaveResult, Revocation
 
 from . import presence_ops
-from .call import Call, Env, Handler
+from .call import Call, Deferred, Env, Handler
 from .paging import page, page_args
+from .passwords import new_salt, same_digest
 
 
 def ping(env: Env, c: Call) -> Reply:
     return c.ok({"epoch": env.epoch, "grant_key": env.signer.public})
 
 
-def create_user(env: Env, c: Call) -> Reply:
-    env.rules.create_user(c.args["user"], c.args["password"])
+def create_user(env: Env, c: Call) -> Deferred:
+    user = c.args["user"]
+    env.rules.require_new_user(user)
+    salt = new_salt()
+    return Deferred(user, c.args["password"], salt, partial(_user_hashed, salt=salt))
+
+
+def _user_hashed(env: Env, c: Call, digest: bytes, *, salt: bytes) -> Reply:
+    env.rules.add_user(c.args["user"], salt, digest)  # USER_EXISTS if another create won the race
     return c.ok()
 
 
-def login(env: Env, c: Call) -> Reply:
+def login(env: Env, c: Call) -> Deferred:
+    user = c.args["user"]
+    salt, expected = env.rules.password_record(user, c.wall)
+    return Deferred(user, c.args["password"], salt, partial(_login_hashed, expected=expected))
+
+
+def _login_hashed(env: Env, c: Call, digest: bytes, *, expected: bytes) -> Reply:
     """A wrong password is answered without raising, so its record survives for throttling."""
     user = c.args["user"]
-    if not env.rules.password_ok(user, c.args["password"], c.wall):
+    if not same_digest(digest, expected):
         env.rules.record_failure(user, c.wall)
         return Reply.failure(c.req.id, Refused(Code.WRONG_PASSWORD, "wrong password"))
     # "at": the seeder of this session refuses grants issued before it (see peer.api.login).

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
-
 from messages.protocol import DEFAULT_PAGE, PAGE_BYTES
+from messages.sizes import encoded_size
 
 
 def page_args(args: dict[str, Any]) -> tuple[str, int]:
@@ -25,7 +24,7 @@ def page(rows: Iterable[tuple[str, dict[str, Any]]], limit: int, budget: int = P
     items: list[dict[str, Any]] = []
     size, last = 0, ""
     for cursor, entry in rows:
-        n = len(orjson.dumps(entry)) + 1
+        n = encoded_size(entry)
         if len(items) == limit or (items and size + n > budget):
             return {"items": items, "next": last}
         items.append(entry)

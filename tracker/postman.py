@@ -18,8 +18,8 @@ import orjson
 
 from broker.service import Outbound
 from messages import protocol as P
-from messages.bitfield import Bitfield
 from messages.control import Push
+from messages.sizes import chunks
 
 from .presence import Change, FileKey, Presence, Target
 from .store import Store
@@ -40,11 +40,11 @@ class Postman:
         by_file: dict[FileKey, list[Change]] = defaultdict(list)
         for change in changes:
             by_file[change.file].append(change)
-        notices = []
+        notices: list[Notice] = []
         for (group, name), items in by_file.items():
             targets = self.presence.targets({"subscribed": group, "file": name})
             if targets:
-                notices.append((targets, Push(P.PUSH_HOLDERS, _news(group, name, items))))
+                notices.extend((targets, Push(P.PUSH_HOLDERS, body)) for body in _news(group, name, items))
         return notices
 
     def deliver(self, notices: list[Notice]) -> list[Outbound]:
@@ -86,23 +86,24 @@ class Postman:
         return out
 
 
-def _news(group: str, name: str, changes: list[Change]) -> dict[str, Any]:
-    """The body of a holders push: the holders that appeared or changed, the keys that left."""
+def _news(group: str, name: str, changes: list[Change]) -> list[dict[str, Any]]:
+    """The bodies of holders pushes: the holders that appeared or changed and the keys that
+    left, in as many pushes as it takes to keep each under PAGE_BYTES."""
     holders: dict[str, dict[str, Any]] = {}
     left: set[str] = set()
     for c in changes:
         if c.row is not None:
-            r = c.row
-            have = None if r.have is None else Bitfield.text_of(r.have)
-            holders[r.key] = {
-                "user": r.user,
-                "endpoint": r.endpoint,
-                "key": r.key,
-                "plain": r.plain,
-                "have": have,
-            }
-            left.discard(r.key)
+            holders[c.row.key] = c.row.holder().to_wire()
+            left.discard(c.row.key)
         else:
             left.add(c.left)
             holders.pop(c.left, None)
-    return {"group": group, "file": name, "holders": list(holders.values()), "left": sorted(left)}
+    items: list[tuple[str, Any]] = [("holders", h) for h in holders.values()]
+    items += [("left", k) for k in sorted(left)]
+    bodies = []
+    for run in list(chunks(items, P.PAGE_BYTES)) or [[]]:
+        body: dict[str, Any] = {"group": group, "file": name, "holders": [], "left": []}
+        for field, item in run:
+            body[field].append(item)
+        bodies.append(body)
+    return bodies

@@ -16,12 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from messages.bitfield import Bitfield
+from messages.records import Holder
 
-from .store import Store
+from .store import Row, Store
 
 FileKey = tuple[str, str]  # (group, file name)
 Target = tuple[str, bytes]  # (tracker id, routing id of a connection on that tracker)
 SUBSCRIPTION = 30.0  # seconds a holders request subscribes its connection to the file's changes
+DEAD_TRACKER = 10.0  # seconds without processing its queue after which a tracker counts as gone
+FORGET_TRACKER = 3600.0  # seconds after which a gone tracker's row is removed
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,12 @@ class HolderRow:
     endpoint: str
     plain: bool  # serves without encryption
     have: bytes | None  # raw bitfield of a partial holder; None: complete
+    handed: int = 0  # how often the tracker listed it in a sample: the load it was sent
+
+    def holder(self) -> Holder:
+        """As downloaders see it."""
+        have = None if self.have is None else Bitfield.text_of(self.have)
+        return Holder(user=self.user, endpoint=self.endpoint, key=self.key, plain=self.plain, have=have)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +89,13 @@ class Presence:
             return
         raw = None if have is None else have.to_bytes()
         self.db.run(
-            """INSERT INTO serving (grp, name, session, have) VALUES (?,?,?,?)
-               ON CONFLICT (grp, name, session) DO UPDATE SET have=excluded.have""",
+            """INSERT INTO serving (grp, name, session, have, complete) VALUES (?,?,?,?,?)
+               ON CONFLICT (grp, name, session)
+               DO UPDATE SET have=excluded.have, complete=excluded.complete""",
             *key,
             session,
             raw,
+            int(raw is None),
         )
         row = self.db.one("SELECT uname, key, endpoint, plain FROM online WHERE session=?", session)
         if row is not None:
@@ -139,32 +150,69 @@ class Presence:
             user,
         )
 
+    _HOLDER = """SELECT o.session, o.uname, o.key, o.endpoint, o.plain, s.have, s.handed
+                 FROM serving s JOIN online o ON o.session = s.session
+                 WHERE s.grp=? AND s.name=? AND s.suspect=0"""
+
     def holders(self, key: FileKey) -> list[HolderRow]:
-        """Online holders of ``key``, except those two downloaders reported for bad data."""
-        rows = self.db.all(
-            """SELECT o.session, o.uname, o.key, o.endpoint, o.plain, s.have
-               FROM serving s JOIN online o ON o.session = s.session
-               WHERE s.grp=? AND s.name=? AND s.suspect=0 ORDER BY o.session""",
-            *key,
-        )
-        return [
-            HolderRow(bytes(r[0]), r[1], r[2], r[3], bool(r[4]), None if r[5] is None else bytes(r[5]))
-            for r in rows
+        """Every online holder of ``key``, except those two downloaders reported for bad data."""
+        return [_row(r) for r in self.db.all(self._HOLDER + " ORDER BY o.session", *key)]
+
+    def candidates(self, key: FileKey, caller: bytes, known: list[str], count: int) -> list[HolderRow]:
+        """Up to ``count`` complete and ``count`` partial holders of ``key``, least handed-out
+        first, leaving out the caller's session and the holders it knows: an index walk, however
+        many holders the file has."""
+        skip = f" AND o.key NOT IN ({','.join('?' * len(known))})" if known else ""
+        sql = self._HOLDER + " AND s.complete=? AND s.session<>?" + skip + " ORDER BY s.handed LIMIT ?"
+        rows = [
+            _row(r) for complete in (1, 0) for r in self.db.all(sql, *key, complete, caller, *known, count)
         ]
+        return sorted(rows, key=lambda r: r.handed)
+
+    def known(self, key: FileKey, keys: list[str]) -> list[HolderRow]:
+        """The holders among ``keys`` that still hold ``key`` (with what they hold now)."""
+        if not keys:
+            return []
+        sql = self._HOLDER + f" AND o.key IN ({','.join('?' * len(keys))})"
+        return [_row(r) for r in self.db.all(sql, *key, *keys)]
+
+    def handed_out(self, key: FileKey, rows: list[HolderRow]) -> None:
+        """Count that these holders were listed: the next samples prefer others."""
+        self.db.many(
+            "UPDATE serving SET handed=handed+1 WHERE grp=? AND name=? AND session=?",
+            [(*key, r.session) for r in rows],
+        )
 
     def count(self, key: FileKey) -> int:
+        """Online holders of ``key`` that are listed (not under suspicion)."""
         row = self.db.one("SELECT count(*) FROM serving WHERE grp=? AND name=? AND suspect=0", *key)
         return int(row[0]) if row else 0
 
-    def expire(self, now: float) -> int:
-        """Drop sessions unseen for longer than ``expiry`` (on any tracker); how many went."""
-        cutoff = now - self.expiry
-        self._left("o.seen < ?", cutoff)
+    def mark_drained(self, at: float) -> None:
+        """This tracker had read every request sent to it before ``at``: the time its own
+        sessions' leases are measured against, so a tracker that was busy (or paused) drops
+        nobody for heartbeats it had not read yet."""
         self.db.run(
-            "DELETE FROM serving WHERE session IN (SELECT session FROM online WHERE seen < ?)", cutoff
+            "INSERT INTO trackers VALUES (?,?) ON CONFLICT (id) DO UPDATE SET drained=excluded.drained",
+            self.tracker,
+            at,
         )
+
+    def expire(self, now: float, drained: float | None = None) -> int:
+        """Drop sessions whose lease ran out; how many went. Our sessions: unseen for ``expiry``
+        before ``drained`` (default ``now``). Sessions of a tracker that has processed nothing
+        for DEAD_TRACKER seconds (gone, and its peers with it or moved elsewhere): unseen for
+        ``expiry`` before now. Other live trackers expire their own."""
+        drained = now if drained is None else drained
+        where = """(o.tracker=? AND o.seen < ?) OR (o.tracker<>? AND o.seen < ?
+                   AND o.tracker NOT IN (SELECT id FROM trackers WHERE drained > ?))"""
+        params = (self.tracker, drained - self.expiry, self.tracker, now - self.expiry, now - DEAD_TRACKER)
+        self._left(where, *params)
+        gone = f"SELECT o.session FROM online o WHERE {where}"
+        self.db.run(f"DELETE FROM serving WHERE session IN ({gone})", *params)
         self.db.run("DELETE FROM subscriptions WHERE until < ?", now)
-        return self.db.run("DELETE FROM online WHERE seen < ?", cutoff)
+        self.db.run("DELETE FROM trackers WHERE drained < ?", now - FORGET_TRACKER)
+        return self.db.run(f"DELETE FROM online WHERE session IN ({gone})", *params)
 
     # --- whom to push to ------------------------------------------------------------------
     def subscribe(self, key: FileKey, route: bytes, now: float) -> None:
@@ -238,3 +286,8 @@ class Presence:
         )
         if not flag:
             self.db.run("DELETE FROM reports WHERE grp=? AND name=? AND holder=?", *key, holder)
+
+
+def _row(r: Row) -> HolderRow:
+    have = None if r[5] is None else bytes(r[5])
+    return HolderRow(bytes(r[0]), r[1], r[2], r[3], bool(r[4]), have, int(r[6]))

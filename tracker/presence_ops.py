@@ -5,41 +5,56 @@ Same shape as ``handlers``: a validated call in, a Reply out, pushes queued for 
 
 from __future__ import annotations
 
+import orjson
+
 from messages import protocol as P
 from messages.bitfield import Bitfield
 from messages.control import Push, Reply
 from messages.errors import Code, ProtocolError, Refused
-from messages.records import Heartbeat, Holder, Refusal
+from messages.records import Heartbeat, Refusal
 
 from .call import Call, Env, Handler
+from .paging import page
 from .presence import Online
+from .sampling import choose
 
 BAD_REPORTERS = 2  # distinct downloaders whose reports stop a holder being listed
 
 
 def holders(env: Env, c: Call) -> Reply:
-    """Online holders of a file, each with its key, and one grant for the caller good at all."""
+    """A sample of a file's online holders and one grant for the caller, good at all of them.
+
+    The caller names the holders it knows (``known``): it hears which of them left and what the
+    others hold now, and gets up to ``want`` others (see ``sampling``). The file's later holder
+    changes come to it as pushes.
+    """
     group, name = c.args["group"], c.args["file"]
+    key = (group, name)
     env.rules.require_file(c.user, group, name)
     grant = env.signer.grant(c.user, c.session.key, group, name, env.grant_lifetime, c.wall)
-    env.presence.subscribe((group, name), c.route, c.now)  # later changes come as pushes
-    out = []
-    for row in env.presence.holders((group, name)):
-        if row.session == c.session.token_hash:
-            continue
-        have = None if row.have is None else Bitfield.text_of(row.have)
-        holder = Holder(
-            user=row.user, endpoint=row.endpoint, key=row.key, plain=row.plain, have=have, grant=grant
-        )
-        out.append(holder.to_wire())
-    return c.ok({"holders": out})
+    env.presence.subscribe(key, c.route, c.now)
+    known = c.args.get("known", [])
+    want = c.args.get("want", P.HOLDER_SAMPLE)
+    still = env.presence.known(key, known)
+    fresh = choose(env.presence.candidates(key, c.session.token_hash, known, 2 * want), want) if want else []
+    budget = P.PAGE_BYTES - len(orjson.dumps(grant.to_wire()))
+    listed = page(((r.key, r.holder().to_wire()) for r in still + fresh), len(still) + len(fresh), budget)
+    sent = {h["key"] for h in listed["items"]}
+    env.presence.handed_out(key, [r for r in fresh if r.key in sent])
+    left = sorted(set(known) - {r.key for r in still})
+    result = {"grant": grant.to_wire(), "holders": listed["items"], "left": left}
+    return c.ok(result | {"total": env.presence.count(key)})
 
 
 def announce(env: Env, c: Call) -> Reply:
-    """A peer says where it listens and what it serves; every claim is checked."""
+    """A peer says where it listens and what it serves; every claim is checked. A first
+    announce (re)registers the session; with ``more`` it adds a further batch of shares."""
     th, a = c.session.token_hash, c.args
-    env.presence.announce(Online(th, c.user, c.session.key, a["endpoint"], a["plain"]), c.route, c.now)
-    shared = env.rules.shares_of(c.user)
+    if not a.get("more"):
+        env.presence.announce(Online(th, c.user, c.session.key, a["endpoint"], a["plain"]), c.route, c.now)
+    elif not env.presence.is_online(th):
+        raise Refused(Code.NOT_ONLINE, "announce where you listen first (more=false)")
+    shared = env.rules.shares_of(c.user, [(r["group"], r["file"]) for r in a["shares"]])
     refused = []
     for ref in a["shares"]:
         key = (ref["group"], ref["file"])

@@ -43,19 +43,31 @@ class Rules:
 
     # --- accounts -------------------------------------------------------------------------
     def create_user(self, user: str, password: str) -> None:
+        self.require_new_user(user)
+        self.add_user(user, *hash_password(password))
+
+    def require_new_user(self, user: str) -> None:
         if self.db.one("SELECT 1 FROM users WHERE name=?", user):
             raise Refused(Code.USER_EXISTS, f"user {user!r} already exists")
-        salt, digest = hash_password(password)
+
+    def add_user(self, user: str, salt: bytes, digest: bytes) -> None:
+        """Store a user whose password hash was computed elsewhere (off the request loop)."""
+        self.require_new_user(user)
         self.db.run("INSERT INTO users VALUES (?,?,?,?)", user, salt, digest, time.time())
 
-    def password_ok(self, user: str, password: str, now: float) -> bool:
-        """Check a password (constant-time comparison); NO_SUCH_USER, or THROTTLED after too
-        many wrong ones. A wrong password is not recorded here: see ``record_failure``."""
+    def password_record(self, user: str, now: float) -> tuple[bytes, bytes]:
+        """(salt, hash) to check a login against; NO_SUCH_USER, or THROTTLED after too many
+        wrong passwords. A wrong password is not recorded here: see ``record_failure``."""
         row = self.db.one("SELECT salt, hash FROM users WHERE name=?", user)
         if row is None:
             raise Refused(Code.NO_SUCH_USER, f"no user {user!r}; create it with create_user")
         self.check_throttle(user, now)
-        return verify_password(password, bytes(row[0]), bytes(row[1]))
+        return bytes(row[0]), bytes(row[1])
+
+    def password_ok(self, user: str, password: str, now: float) -> bool:
+        """Check a password in place (constant-time comparison); see ``password_record``."""
+        salt, expected = self.password_record(user, now)
+        return verify_password(password, salt, expected)
 
     def check_throttle(self, user: str, now: float) -> None:
         rows = self.db.all(
@@ -268,8 +280,15 @@ class Rules:
         )
         return [(r[0], r[1], r[2]) for r in rows]
 
-    def shares_of(self, user: str) -> set[tuple[str, str]]:
-        return {(r[0], r[1]) for r in self.db.all("SELECT grp, name FROM shares WHERE uname=?", user)}
+    def shares_of(self, user: str, among: list[tuple[str, str]] | None = None) -> set[tuple[str, str]]:
+        """The files ``user`` shares (only those ``among`` the given ones, when given)."""
+        if among is None:
+            return {(r[0], r[1]) for r in self.db.all("SELECT grp, name FROM shares WHERE uname=?", user)}
+        found = set()
+        for group, name in among:
+            if self.db.one("SELECT 1 FROM shares WHERE grp=? AND name=? AND uname=?", group, name, user):
+                found.add((group, name))
+        return found
 
     # --- helpers --------------------------------------------------------------------------
     def _drop_share(self, group: str, name: str, user: str) -> bool:

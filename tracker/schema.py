@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-SCHEMA_VERSION = 4  # 2: root-only files; 3: key-bound sessions; 4: presence shared by trackers
+SCHEMA_VERSION = 5  # 2: root-only files; 3: key-bound sessions; 4: presence shared by trackers;
+# 5: holder samples (serving.complete, serving.handed), trackers' processing times
 
 _TYPES = {
     "sqlite": {"blob": "BLOB", "real": "REAL", "int": "INTEGER", "unlogged": ""},
@@ -66,8 +67,11 @@ CREATE INDEX IF NOT EXISTS {p}online_by_user ON online (uname);
 CREATE INDEX IF NOT EXISTS {p}online_by_key ON online (key);
 CREATE {unlogged}TABLE IF NOT EXISTS {p}serving (
     grp TEXT NOT NULL, name TEXT NOT NULL, session {blob} NOT NULL, have {blob},
+    complete {int} NOT NULL DEFAULT 0, handed {int} NOT NULL DEFAULT 0,
     suspect {int} NOT NULL DEFAULT 0, PRIMARY KEY (grp, name, session));
 CREATE INDEX IF NOT EXISTS {p}serving_by_session ON serving (session, grp);
+CREATE INDEX IF NOT EXISTS {p}serving_sample ON serving (grp, name, complete, handed);
+CREATE {unlogged}TABLE IF NOT EXISTS {p}trackers (id TEXT PRIMARY KEY, drained {real} NOT NULL);
 CREATE {unlogged}TABLE IF NOT EXISTS {p}subscriptions (
     grp TEXT NOT NULL, name TEXT NOT NULL, tracker TEXT NOT NULL, route {blob} NOT NULL,
     until {real} NOT NULL, PRIMARY KEY (grp, name, tracker, route));

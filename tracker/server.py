@@ -7,17 +7,19 @@ authenticator, binds the sockets, runs the loop and closes things in order.
 from __future__ import annotations
 
 import logging
+import time
 
 import zmq
 
 from broker.keys import KeyPair, start_authenticator
-from broker.service import Outbound, RouterService
+from broker.service import Inbound, Outbound, RouterService, Watch
 from broker.sockets import LIMITS, new_context, term_context
 from broker.thread import ServiceThread
 from messages.grants import GrantSigner
 from messages.protocol import GRANT_LIFETIME, HEARTBEAT_EXPIRY
 
 from .core import TrackerCore
+from .hashpool import HashPool
 from .keyservice import KeyService
 from .pg_store import PgStore
 from .sqlite_store import SqliteStore
@@ -48,6 +50,7 @@ class Tracker(ServiceThread):
         key_bind: str | None = None,
         expiry: float = HEARTBEAT_EXPIRY,
         grant_lifetime: float = GRANT_LIFETIME,
+        hash_workers: int | None = None,
     ) -> None:
         self.store = open_store(db) if isinstance(db, str) else db
         self.keys = keys
@@ -57,8 +60,10 @@ class Tracker(ServiceThread):
         self.auth = start_authenticator(self.ctx)
         self.service: RouterService | None = None
         self.keyservice: KeyService | None = None
+        self.hashing: HashPool | None = None
         try:
-            self.service = RouterService(self.ctx, bind, self.core.handle_batch, LIMITS["tracker"], keys=keys)
+            self.hashing = HashPool(self.ctx, hash_workers)
+            self.service = RouterService(self.ctx, bind, self._handle, LIMITS["tracker"], keys=keys)
             self.keyservice = self._key_service(key_bind) if key_bind else None
         except BaseException:
             if self.service is not None:
@@ -77,14 +82,27 @@ class Tracker(ServiceThread):
             log.warning("no key service on %s (%s): peers need --tracker-key", bind, exc)
             return None
 
+    def _handle(self, batch: list[Inbound]) -> list[Outbound]:
+        out = self.core.handle_batch(batch)
+        assert self.hashing is not None
+        self.hashing.submit(self.core.take_jobs())
+        return out
+
+    def _tick(self) -> list[Outbound]:
+        assert self.service is not None
+        return self.core.tick(lag=time.monotonic() - self.service.empty_at)
+
     def run(self) -> None:
         if self.keyservice is not None:
             self.keyservice.start()
         listener = self.store.listener()
-        watch = _ListenerWatch(listener, self.core) if listener is not None else None
+        assert self.hashing is not None
+        watches: list[Watch] = [_HashWatch(self.hashing, self.core)]
+        if listener is not None:
+            watches.append(_ListenerWatch(listener, self.core))
         try:
             if self.service is not None:
-                self.service.run(self.stopping, on_tick=self.core.tick, tick=TICK, watch=watch)
+                self.service.run(self.stopping, on_tick=self._tick, tick=TICK, watches=watches)
         finally:
             if self.keyservice is not None:
                 self.keyservice.stop()
@@ -93,6 +111,8 @@ class Tracker(ServiceThread):
             self._close()
 
     def _close(self) -> None:
+        if self.hashing is not None:
+            self.hashing.close()
         self.store.close()
         self.auth.stop()
         term_context(self.ctx)
@@ -105,8 +125,23 @@ class _ListenerWatch:
         self.listener = listener
         self.core = core
 
-    def fileno(self) -> int:
+    def pollable(self) -> int:
         return self.listener.fileno()
 
     def ready(self) -> list[Outbound]:
         return self.core.notified(self.listener.drain())
+
+
+class _HashWatch:
+    """Digests from the hashing pool: the rest of those logins and new users, then replies."""
+
+    def __init__(self, pool: HashPool, core: TrackerCore) -> None:
+        self.pool = pool
+        self.core = core
+
+    def pollable(self) -> zmq.Socket:
+        return self.pool.results
+
+    def ready(self) -> list[Outbound]:
+        done = self.pool.drain()
+        return self.core.finish(done) if done else []
