@@ -40,6 +40,7 @@ class Code(StrEnum):
     BAD_PIECE = "bad_piece"  # a piece whose length or SHA-256 does not match
     BUSY = "busy"  # the other side is at capacity: ask elsewhere or later
     NO_HOLDERS = "no_holders"
+    UNREACHABLE = "unreachable"  # holders are listed, but none answers from here
     TIMEOUT = "timeout"
     NOT_LOGGED_IN = "not_logged_in"
     NOT_ONLINE = "not_online"  # a further announce batch before the first one

@@ -33,6 +33,7 @@ from messages.records import FileEntry, FileMeta, GroupEntry, JoinRequest, Leave
 from messages.sizes import chunks
 
 from .download import Download, Settings
+from .format import human_size
 from .hashing import Progress, hash_file
 from .library import Library, Share
 from .pinning import explain_refusal, trusted_key
@@ -331,7 +332,9 @@ class Peer:
         if not stat.S_ISREG(st.st_mode):
             raise LocalError(Code.BAD_PATH, f"{path} is not a regular file")
         name = _local_name(os.path.basename(path))
-        piece_size = self.piece_size
+        piece_size = piece_size_for(st.st_size, self.piece_size)
+        if st.st_size > MAX_SHARED_SIZE:
+            raise LocalError(Code.BAD_PATH, f"{path} is larger than {human_size(MAX_SHARED_SIZE)}")
         try:  # Same name already shared: hash with its piece size so equal content matches.
             piece_size = self.file_info(group, name).piece_size
         except RemoteError as exc:
@@ -468,6 +471,18 @@ class Peer:
     def subscribe_progress(self) -> zmq.Socket:
         """A SUB socket receiving every download's ProgressEvents (the caller closes it)."""
         return self.events.subscriber()
+
+
+MAX_SHARED_SIZE = P.MAX_PIECES * P.MAX_PIECE_SIZE  # 4 TiB
+
+
+def piece_size_for(size: int, preferred: int) -> int:
+    """``preferred``, doubled until the file has at most MAX_PIECES pieces (as BitTorrent
+    clients pick larger pieces for larger files): bitfields then always fit a message."""
+    piece = preferred
+    while piece < P.MAX_PIECE_SIZE and (size + piece - 1) // piece > P.MAX_PIECES:
+        piece *= 2
+    return piece
 
 
 def _local_name(name: str) -> str:

@@ -293,9 +293,14 @@ class Download:
     def _check_starvation(self, now: float) -> None:
         in_flight = len(self.picker.in_flight)
         missing = self.picker.unavailable() if not in_flight else []
-        verdict = self.schedule.starving(now, in_flight=in_flight, unavailable=len(missing))
+        holders = len(self.book.holders)
+        verdict = self.schedule.starving(now, in_flight=in_flight, unavailable=len(missing), holders=holders)
         if verdict is Code.NO_HOLDERS:
             raise LocalError(Code.NO_HOLDERS, self.book.unavailable_message(missing, self.part.path))
+        if verdict is Code.UNREACHABLE:
+            raise LocalError(
+                Code.UNREACHABLE, self.book.unreachable_message(now - self.schedule.last_gain, self.part.path)
+            )
         if verdict is Code.TIMEOUT:
             raise LocalError(
                 Code.TIMEOUT, f"tracker unreachable for a long while; partial file kept at {self.part.path}"
@@ -312,6 +317,7 @@ class Download:
             return
         if r.outcome is not Outcome.OK:
             log.info("piece %d from %s failed: %s %s", r.piece, user, r.code, r.message)
+            self.book.errors[r.holder] = r.message
             self.picker.failed(r.piece, r.holder, time.monotonic(), ban=r.outcome is Outcome.BAD_DATA)
             self._tally.failed(user)
             if r.outcome is Outcome.BAD_DATA:
@@ -320,7 +326,7 @@ class Download:
             return
         if self.picker.done(r.piece, r.holder):  # False: an endgame duplicate
             self.library.mark(self.key, r.piece)
-            self.schedule.gained_piece()
+            self.schedule.gained_piece(time.monotonic())
             self._tally.received(user)
 
     def _on_push(self, push: Push) -> None:

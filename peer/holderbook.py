@@ -34,6 +34,7 @@ class HolderBook:
         self.grant: Grant | None = None  # ours for this file, from the last holder list: good at all
         self.holders: dict[str, Holder] = {}  # by holder id: its endpoint
         self.reports: list[dict[str, object]] = []  # bad pieces the tracker should hear of
+        self.errors: dict[str, str] = {}  # holder id -> why its last request failed
         self._names: dict[str, str] = {}  # holder id -> user, for every holder ever listed
 
     def user(self, hid: str) -> str:
@@ -102,4 +103,16 @@ class HolderBook:
         return (
             f"no online peer holds {len(missing)} of {self.meta.num_pieces} pieces ({shown}){why}; "
             f"partial file kept at {where}"
+        )
+
+    def unreachable_message(self, silent: float, where: str) -> str:
+        """None of the listed holders delivered a piece for ``silent`` seconds: name them, and
+        what went wrong with each, so the user can tell an unreachable address from a slow link."""
+        listed = [
+            f"{h.user} at {hid} ({self.errors.get(hid, 'no answer')})" for hid, h in self.holders.items()
+        ]
+        shown = "; ".join(listed[:4]) + (f"; and {len(listed) - 4} more" if len(listed) > 4 else "")
+        return (
+            f"no piece arrived for {silent:.0f}s from the {len(listed)} listed holder(s): {shown}. "
+            f"Their advertised addresses may not be reachable from here; partial file kept at {where}"
         )

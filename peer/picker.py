@@ -44,13 +44,11 @@ class Picker:
         max_per_holder: int = 4,
         rng: random.Random | None = None,
         max_backoff: float = 8.0,
-        max_failures: int = 6,
     ) -> None:
         self.num_pieces = have.size
         self.have = have.copy()
         self.max_per_holder = max_per_holder
         self.max_backoff = max_backoff
-        self.max_failures = max_failures  # consecutive failures (backoffs) before giving up on a holder
         self.rng = rng or random.Random()
         self.holders: dict[str, HolderState] = {}
         self.banned: set[str] = set()  # remembered even if a holder drops out of a refresh
@@ -92,8 +90,10 @@ class Picker:
         return self.alive(h) and h.backoff_until <= now
 
     def alive(self, h: HolderState) -> bool:
-        """Still worth asking: not banned, and not failing every request for a long while."""
-        return h.id not in self.banned and h.failures < self.max_failures
+        """Still worth asking: not banned for bad data. A holder that only timed out is asked
+        again after its backoff for as long as the tracker lists it (an overloaded seeder, a
+        link that came back); the tracker unlists the dead ones."""
+        return h.id not in self.banned
 
     # --- choosing -------------------------------------------------------------------------
     def assign(self, now: float) -> tuple[int, str] | None:

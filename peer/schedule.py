@@ -11,7 +11,9 @@ with a fake clock:
 - a download starves when nothing is in flight and nothing can be asked: it then asks for
   holders every RETRY_HOLDERS; once the tracker has answered twice since, and NO_HOLDER_GRACE
   has passed, missing pieces nobody holds end it;
-  TRACKER_GRACE without any tracker answer ends it too;
+  TRACKER_GRACE without any tracker answer ends it too; and no verified piece for
+  UNREACHABLE_GRACE while holders are listed (none of them can be reached from here) ends it
+  with a message naming them, not a silent wait;
 - every assignment has a deadline: a worker that died (or a reply that never came) gives its
   piece back after the worker's own timeout plus ASSIGNMENT_SLACK.
 """
@@ -30,6 +32,8 @@ PROGRESS_EVERY = 0.5  # seconds between batched progress reports to the tracker
 NO_HOLDER_GRACE = 4.0  # how long a piece may have no holder before the download gives up
 TRACKER_GRACE = 60.0  # how long we wait on an unreachable tracker with nobody to fetch from
 ASSIGNMENT_SLACK = 2.0  # beyond the worker's own piece timeout
+UNREACHABLE_GRACE = 60.0  # seconds without a verified piece from any listed holder (at least
+# four piece timeouts): holders that are listed but cannot be reached from here
 
 
 @dataclass(slots=True)
@@ -42,10 +46,11 @@ class Schedule:
     last_answer: float = 0.0
     stalled_since: float | None = None
     answers_since_stall: int = 0
+    last_gain: float = 0.0
     deadlines: dict[tuple[int, str], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.last_answer = self.started
+        self.last_answer = self.last_gain = self.started
 
     # --- the tracker link -----------------------------------------------------------------
     def next_call(self, now: float) -> str | None:
@@ -59,8 +64,9 @@ class Schedule:
             return P.OP_PROGRESS
         return None
 
-    def gained_piece(self) -> None:
+    def gained_piece(self, now: float) -> None:
         self.progress_dirty = True
+        self.last_gain = now
 
     def holders_now(self) -> None:
         """Ask for the full holder list at the next chance (a push could not say it all, or
@@ -85,8 +91,11 @@ class Schedule:
         return Code(code) if code in FATAL else None
 
     # --- starvation -----------------------------------------------------------------------
-    def starving(self, now: float, *, in_flight: int, unavailable: int) -> Code | None:
-        """Why the download cannot go on (NO_HOLDERS, TIMEOUT), or None while it may."""
+    def starving(self, now: float, *, in_flight: int, unavailable: int, holders: int = 0) -> Code | None:
+        """Why the download cannot go on (NO_HOLDERS, TIMEOUT, UNREACHABLE), or None while it
+        may; ``holders``: how many holders are listed."""
+        if holders and now - self.last_gain > max(UNREACHABLE_GRACE, 4 * self.piece_timeout):
+            return Code.UNREACHABLE
         if in_flight:
             self.stalled_since = None
             return None

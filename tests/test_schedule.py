@@ -11,6 +11,7 @@ from peer.schedule import (
     PROGRESS_EVERY,
     RETRY_HOLDERS,
     TRACKER_GRACE,
+    UNREACHABLE_GRACE,
     Schedule,
 )
 
@@ -27,9 +28,9 @@ def test_first_call_is_a_holder_list_then_refreshes_on_cadence() -> None:
 def test_progress_only_when_pieces_came_and_at_most_every_interval() -> None:
     s = Schedule(piece_timeout=8.0, started=T0)
     s.next_call(T0)
-    s.gained_piece()
+    s.gained_piece(T0)
     assert s.next_call(T0 + 0.1) == P.OP_PROGRESS
-    s.gained_piece()
+    s.gained_piece(T0)
     assert s.next_call(T0 + 0.2) is None  # batched: not before PROGRESS_EVERY
     assert s.next_call(T0 + 0.1 + PROGRESS_EVERY) == P.OP_PROGRESS
     assert s.next_call(T0 + 0.2 + PROGRESS_EVERY) is None  # nothing new since
@@ -37,7 +38,7 @@ def test_progress_only_when_pieces_came_and_at_most_every_interval() -> None:
 
 def test_holder_list_wins_over_progress_when_both_are_due() -> None:
     s = Schedule(piece_timeout=8.0, started=T0)
-    s.gained_piece()
+    s.gained_piece(T0)
     assert s.next_call(T0) == P.OP_HOLDERS
     assert s.next_call(T0) == P.OP_PROGRESS
 
@@ -111,3 +112,15 @@ def test_unanswered_calls_are_retried_soon_and_asked_lists_come_at_once() -> Non
     assert s.next_call(T0 + 3.1) == P.OP_HOLDERS
     s.unanswered(T0 + 4, P.OP_PROGRESS)  # the pieces we gained are reported again
     assert s.progress_dirty
+
+
+def test_listed_holders_that_deliver_nothing_for_a_minute_end_the_download() -> None:
+    """Holders the tracker lists but nobody here can reach (a wrong advertised address): the
+    download ends with its own reason instead of waiting forever behind backoffs."""
+    s = Schedule(piece_timeout=8.0, started=T0)
+    assert s.starving(T0 + UNREACHABLE_GRACE - 1, in_flight=2, unavailable=0, holders=2) is None
+    s.gained_piece(T0 + UNREACHABLE_GRACE - 1)  # a piece arrived: the clock starts again
+    assert s.starving(T0 + UNREACHABLE_GRACE + 5, in_flight=2, unavailable=0, holders=2) is None
+    later = T0 + 2 * UNREACHABLE_GRACE
+    assert s.starving(later, in_flight=2, unavailable=0, holders=2) is Code.UNREACHABLE
+    assert s.starving(later, in_flight=0, unavailable=0, holders=0) is not Code.UNREACHABLE

@@ -41,8 +41,9 @@ class Postman:
         for change in changes:
             by_file[change.file].append(change)
         notices: list[Notice] = []
+        following = self.presence.subscribers(list(by_file))
         for (group, name), items in by_file.items():
-            targets = self.presence.targets({"subscribed": group, "file": name})
+            targets = following.get((group, name))
             if targets:
                 notices.extend((targets, Push(P.PUSH_HOLDERS, body)) for body in _news(group, name, items))
         return notices

@@ -85,21 +85,23 @@ class Presence:
 
     def serve(self, session: bytes, key: FileKey, have: Bitfield | None) -> None:
         """Record what an online session serves (nothing happens for one that is offline)."""
-        if not self.is_online(session):
+        self.serve_many(session, [(key, have)])
+
+    def serve_many(self, session: bytes, items: list[tuple[FileKey, Bitfield | None]]) -> None:
+        """``serve`` for many files at once (an announce): one statement, one lookup."""
+        row = self.db.one("SELECT uname, key, endpoint, plain FROM online WHERE session=?", session)
+        if row is None or not items:
             return
-        raw = None if have is None else have.to_bytes()
-        self.db.run(
+        raws = [(key, None if have is None else have.to_bytes()) for key, have in items]
+        self.db.many(
             """INSERT INTO serving (grp, name, session, have, complete) VALUES (?,?,?,?,?)
                ON CONFLICT (grp, name, session)
                DO UPDATE SET have=excluded.have, complete=excluded.complete""",
-            *key,
-            session,
-            raw,
-            int(raw is None),
+            [(*key, session, raw, int(raw is None)) for key, raw in raws],
         )
-        row = self.db.one("SELECT uname, key, endpoint, plain FROM online WHERE session=?", session)
-        if row is not None:
-            self.changes.append(Change(key, HolderRow(session, row[0], row[1], row[2], bool(row[3]), raw)))
+        self.changes.extend(
+            Change(key, HolderRow(session, row[0], row[1], row[2], bool(row[3]), raw)) for key, raw in raws
+        )
 
     def touch(self, session: bytes, route: bytes, now: float) -> bool:
         """A heartbeat: renew the lease, and attach the session to this tracker and connection
@@ -204,15 +206,24 @@ class Presence:
         for DEAD_TRACKER seconds (gone, and its peers with it or moved elsewhere): unseen for
         ``expiry`` before now. Other live trackers expire their own."""
         drained = now if drained is None else drained
-        where = """(o.tracker=? AND o.seen < ?) OR (o.tracker<>? AND o.seen < ?
-                   AND o.tracker NOT IN (SELECT id FROM trackers WHERE drained > ?))"""
-        params = (self.tracker, drained - self.expiry, self.tracker, now - self.expiry, now - DEAD_TRACKER)
-        self._left(where, *params)
-        gone = f"SELECT o.session FROM online o WHERE {where}"
-        self.db.run(f"DELETE FROM serving WHERE session IN ({gone})", *params)
+        live = [
+            str(r[0]) for r in self.db.all("SELECT id FROM trackers WHERE drained > ?", now - DEAD_TRACKER)
+        ]
+        live = sorted({*live, self.tracker})
+        mine = ("o.tracker=? AND o.seen < ?", (self.tracker, drained - self.expiry))
+        orphans = (
+            f"o.seen < ? AND o.tracker NOT IN ({','.join('?' * len(live))})",
+            (now - self.expiry, *live),
+        )
+        gone = 0
+        for where, params in (mine, orphans):
+            self._left(where, *params)
+            sessions = f"SELECT o.session FROM online o WHERE {where}"
+            self.db.run(f"DELETE FROM serving WHERE session IN ({sessions})", *params)
+            gone += self.db.run(f"DELETE FROM online WHERE session IN ({sessions})", *params)
         self.db.run("DELETE FROM subscriptions WHERE until < ?", now)
         self.db.run("DELETE FROM trackers WHERE drained < ?", now - FORGET_TRACKER)
-        return self.db.run(f"DELETE FROM online WHERE session IN ({gone})", *params)
+        return gone
 
     # --- whom to push to ------------------------------------------------------------------
     def subscribe(self, key: FileKey, route: bytes, now: float) -> None:
@@ -225,6 +236,16 @@ class Presence:
             route,
             now + SUBSCRIPTION,
         )
+
+    def subscribers(self, keys: list[FileKey]) -> dict[FileKey, list[Target]]:
+        """The downloads following each of these files (one query per group, not per file)."""
+        wanted = set(keys)
+        out: dict[FileKey, list[Target]] = {}
+        for group in {g for g, _ in keys}:
+            for r in self.db.all("SELECT name, tracker, route FROM subscriptions WHERE grp=?", group):
+                if (group, r[0]) in wanted:
+                    out.setdefault((group, r[0]), []).append((str(r[1]), bytes(r[2])))
+        return out
 
     def targets(self, selector: dict[str, str]) -> list[Target]:
         """The connections (tracker, route) a selector names, on every tracker:

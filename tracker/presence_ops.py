@@ -15,7 +15,7 @@ from messages.records import Heartbeat, Refusal
 
 from .call import Call, Env, Handler
 from .paging import page
-from .presence import Online
+from .presence import FileKey, Online
 from .sampling import choose
 
 BAD_REPORTERS = 2  # distinct downloaders whose reports stop a holder being listed
@@ -54,20 +54,25 @@ def announce(env: Env, c: Call) -> Reply:
         env.presence.announce(Online(th, c.user, c.session.key, a["endpoint"], a["plain"]), c.route, c.now)
     elif not env.presence.is_online(th):
         raise Refused(Code.NOT_ONLINE, "announce where you listen first (more=false)")
-    shared = env.rules.shares_of(c.user, [(r["group"], r["file"]) for r in a["shares"]])
+    found = env.rules.servable(c.user, [(r["group"], r["file"]) for r in a["shares"]])
+    serving: list[tuple[FileKey, Bitfield | None]] = []
     refused = []
     for ref in a["shares"]:
         key = (ref["group"], ref["file"])
+        status = found[key]
         try:
-            meta = env.rules.require_file(c.user, *key)
+            if isinstance(status, Refused):
+                raise status
+            meta, shared = status
             if "have" in ref:
-                env.presence.serve(th, key, Bitfield.decode(meta.num_pieces, ref["have"]))
-            elif key in shared:
-                env.presence.serve(th, key, None)
+                serving.append((key, Bitfield.decode(meta.num_pieces, ref["have"])))
+            elif shared:
+                serving.append((key, None))
             else:
                 raise Refused(Code.NOT_SHARING, "you no longer share it")
         except (Refused, ProtocolError) as exc:
             refused.append(Refusal(group=key[0], file=key[1], message=exc.message).to_wire())
+    env.presence.serve_many(th, serving)
     return c.ok({"refused": refused, "grant_key": env.signer.public})
 
 

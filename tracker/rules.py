@@ -26,6 +26,9 @@ ALL = 1 << 62  # "no limit" for a listing, in a form both stores take for LIMIT
 THROTTLE_LOCK = 30.0  # ... lock that user's logins for this long after the last one
 
 
+Servable = tuple[FileMeta, bool] | Refused  # a file and whether the user shares it, or a refusal
+
+
 def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -280,15 +283,35 @@ class Rules:
         )
         return [(r[0], r[1], r[2]) for r in rows]
 
-    def shares_of(self, user: str, among: list[tuple[str, str]] | None = None) -> set[tuple[str, str]]:
-        """The files ``user`` shares (only those ``among`` the given ones, when given)."""
-        if among is None:
-            return {(r[0], r[1]) for r in self.db.all("SELECT grp, name FROM shares WHERE uname=?", user)}
-        found = set()
-        for group, name in among:
-            if self.db.one("SELECT 1 FROM shares WHERE grp=? AND name=? AND uname=?", group, name, user):
-                found.add((group, name))
-        return found
+    def shares_of(self, user: str) -> set[tuple[str, str]]:
+        return {(r[0], r[1]) for r in self.db.all("SELECT grp, name FROM shares WHERE uname=?", user)}
+
+    def servable(self, user: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Servable]:
+        """For each (group, file) a peer says it serves: the file and whether ``user`` shares
+        it, or why it may not serve it. Two queries per group, however many files (an announce
+        may name thousands)."""
+        out: dict[tuple[str, str], Servable] = {}
+        by_group: dict[str, list[str]] = {}
+        for group, name in keys:
+            by_group.setdefault(group, []).append(name)
+        for group, names in by_group.items():
+            try:
+                self.require_member(group, user)
+            except Refused as exc:
+                out.update({(group, n): exc for n in names})
+                continue
+            rows = self.db.all(
+                f"""SELECT f.name, f.size, f.piece_size, f.root, s.uname IS NOT NULL FROM files f
+                    LEFT JOIN shares s ON s.grp=f.grp AND s.name=f.name AND s.uname=?
+                    WHERE f.grp=? AND f.name IN ({",".join("?" * len(names))})""",
+                user,
+                group,
+                *names,
+            )
+            found = {r[0]: (FileMeta(group, r[0], r[1], r[2], r[3]), bool(r[4])) for r in rows}
+            for n in names:
+                out[(group, n)] = found.get(n) or Refused(Code.NO_SUCH_FILE, f"no file {n!r} in {group!r}")
+        return out
 
     # --- helpers --------------------------------------------------------------------------
     def _drop_share(self, group: str, name: str, user: str) -> bool:

@@ -61,7 +61,7 @@ _PRESENCE = """
 CREATE {unlogged}TABLE IF NOT EXISTS {p}online (
     session {blob} PRIMARY KEY, uname TEXT NOT NULL, key TEXT NOT NULL, endpoint TEXT NOT NULL,
     plain {int} NOT NULL, tracker TEXT NOT NULL, route {blob} NOT NULL, seen {real} NOT NULL);
-CREATE INDEX IF NOT EXISTS {p}online_by_tracker ON online (tracker);
+CREATE INDEX IF NOT EXISTS {p}online_by_tracker ON online (tracker, seen);
 CREATE INDEX IF NOT EXISTS {p}online_by_seen ON online (seen);
 CREATE INDEX IF NOT EXISTS {p}online_by_user ON online (uname);
 CREATE INDEX IF NOT EXISTS {p}online_by_key ON online (key);
