@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,8 +114,10 @@ class TrackerProcess(Process):
         *extra: str,
         cwd: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        wrap: Sequence[str] = (),
     ) -> None:
-        argv = [sys.executable, "-m", "tracker", "--bind", bind, "--db", db, *extra]
+        """``wrap``: a command to run it under (say ``ip netns exec NS``)."""
+        argv = [*wrap, sys.executable, "-m", "tracker", "--bind", bind, "--db", db, *extra]
         super().__init__(argv, "tracker", cwd=cwd)
         self.db = db
         try:
@@ -149,10 +152,11 @@ class ShellProcess(Process):
         key: str | None = None,
         name: str = "peer",
         cwd: str | None = None,
+        wrap: Sequence[str] = (),
     ) -> None:
         """A peer of the tracker(s) at ``tracker`` whose public key is ``key`` (learned on first
-        use when None)."""
-        argv = [sys.executable, "-m", "peer", "--tracker", tracker, "--home", home, *extra]
+        use when None); ``wrap``: a command to run it under (say ``ip netns exec NS``)."""
+        argv = [*wrap, sys.executable, "-m", "peer", "--tracker", tracker, "--home", home, *extra]
         if key is not None:
             argv.append(f"--tracker-key={key}")  # a Z85 key may start with "-"
         super().__init__(argv, name, stdin=True, cwd=cwd)

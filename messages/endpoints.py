@@ -41,3 +41,13 @@ def key_endpoint(endpoint: str) -> str:
     if not 0 < port < 65535:
         raise ValueError(f"no key service port next to {endpoint}")
     return f"tcp://{host}:{port + 1}"
+
+
+def with_host(endpoint: str, address: str) -> str:
+    """``endpoint`` with its host replaced by ``address`` (an IP as ZeroMQ reports a peer's:
+    IPv6 gets brackets, an IPv4-mapped IPv6 address becomes plain IPv4)."""
+    _, port = split(endpoint)
+    if address.lower().startswith("::ffff:") and "." in address:
+        address = address[7:]
+    host = f"[{address}]" if ":" in address else address
+    return f"tcp://{host}:{port}"

@@ -81,7 +81,10 @@ class Peer:
         self.events = EventBus(self.ctx, o.publish_to)
         keys = None if o.plain_pieces else self.keys
         self.seeder = Seeder(self.ctx, o.listen, self.library, keys, self.revoked, o.upload_limit)
-        self.endpoint = o.advertise or self.seeder.endpoint.replace("0.0.0.0", "127.0.0.1")
+        # A wildcard listener is announced as such: the tracker fills in the address our
+        # requests come from (``advertised`` once it did).
+        self.endpoint = o.advertise or self.seeder.endpoint
+        self.advertised = self.endpoint
         self.on_note: Callable[[str], None] = lambda note: log.warning("%s", note)
         self.on_download_end: Callable[[ProgressEvent], None] | None = None
         self.user: str | None = None
@@ -199,6 +202,8 @@ class Peer:
                     args["more"] = True
                 reply = client.call(P.OP_ANNOUNCE, args, token=token).unwrap()
                 self._trust_grants(reply.get("grant_key"))
+                if isinstance(reply.get("endpoint"), str):
+                    self.advertised = reply["endpoint"]
                 for item in reply.get("refused", []):
                     r = Refusal.from_wire(item)
                     self.library.remove((r.group, r.file))

@@ -274,8 +274,11 @@ class Shell:
         who = self.peer.user if self.peer.logged_in else "nobody (not logged in)"
         shares = sum(1 for share in self.peer.shares() if share.complete)
         pieces = "unencrypted" if self.peer.plain_pieces else "encrypted"
+        where = self.peer.seeder.endpoint
+        if self.peer.advertised != where:
+            where += f" (others reach it at {self.peer.advertised})"
         self.say(
-            f"user {who}; serving on {self.peer.endpoint} ({pieces}); tracker {self.peer.tracker}; "
+            f"user {who}; serving on {where} ({pieces}); tracker {self.peer.tracker}; "
             f"{shares} shares; our key {self.peer.keys.public}"
         )
 

@@ -15,6 +15,7 @@ import sys
 
 import zmq
 
+from broker.addresses import usable_endpoints
 from broker.keys import KeyPair, load_or_create
 from messages.endpoints import check_endpoint, key_endpoint
 from messages.errors import LocalError, ProtocolError
@@ -135,6 +136,9 @@ def serve(args: argparse.Namespace, keys: KeyPair) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     state = "PostgreSQL" if is_postgres(args.db) else args.db  # a URL may carry a password
     print(f"tracker listening on {tracker.endpoint} key {keys.public} (state: {state})", flush=True)
+    reach = usable_endpoints(tracker.endpoint)
+    if reach != [tracker.endpoint]:
+        print(f"peers elsewhere reach it at: {', '.join(reach) or 'no address found'}", flush=True)
     if tracker.key_endpoint:
         print(f"tracker key on first use from {tracker.key_endpoint}", flush=True)
     try:

@@ -10,6 +10,7 @@ import orjson
 from messages import protocol as P
 from messages.bitfield import Bitfield
 from messages.control import Push, Reply
+from messages.endpoints import is_wildcard, with_host
 from messages.errors import Code, ProtocolError, Refused
 from messages.records import Heartbeat, Refusal
 
@@ -50,8 +51,9 @@ def announce(env: Env, c: Call) -> Reply:
     """A peer says where it listens and what it serves; every claim is checked. A first
     announce (re)registers the session; with ``more`` it adds a further batch of shares."""
     th, a = c.session.token_hash, c.args
+    endpoint = reachable(a["endpoint"], c.address)
     if not a.get("more"):
-        env.presence.announce(Online(th, c.user, c.session.key, a["endpoint"], a["plain"]), c.route, c.now)
+        env.presence.announce(Online(th, c.user, c.session.key, endpoint, a["plain"]), c.route, c.now)
     elif not env.presence.is_online(th):
         raise Refused(Code.NOT_ONLINE, "announce where you listen first (more=false)")
     found = env.rules.servable(c.user, [(r["group"], r["file"]) for r in a["shares"]])
@@ -73,7 +75,17 @@ def announce(env: Env, c: Call) -> Reply:
         except (Refused, ProtocolError) as exc:
             refused.append(Refusal(group=key[0], file=key[1], message=exc.message).to_wire())
     env.presence.serve_many(th, serving)
-    return c.ok({"refused": refused, "grant_key": env.signer.public})
+    return c.ok({"refused": refused, "grant_key": env.signer.public, "endpoint": endpoint})
+
+
+def reachable(endpoint: str, address: str) -> str:
+    """Where others reach a peer: a wildcard listener ("tcp://0.0.0.0:port") is reached at the
+    address its requests come from, as BitTorrent trackers take the announcer's source IP."""
+    if not is_wildcard(endpoint):
+        return endpoint
+    if not address:
+        raise Refused(Code.BAD_ARGS, f"cannot tell where others reach {endpoint}; give --advertise")
+    return with_host(endpoint, address)
 
 
 def progress(env: Env, c: Call) -> Reply:
