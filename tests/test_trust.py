@@ -23,6 +23,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import zmq
@@ -93,8 +94,21 @@ class Session:
         self.token = str(self.ok(P.OP_LOGIN, user=user, password=password)["token"])
         return self.token
 
-    def holders(self, group: str = G, file: str = F) -> list[Holder]:
-        return [Holder.from_wire(h) for h in self.ok(P.OP_HOLDERS, group=group, file=file)["holders"]]
+    def holders(self, group: str = G, file: str = F) -> list[Listed]:
+        result = self.ok(P.OP_HOLDERS, group=group, file=file)
+        grant = Grant.from_wire(result["grant"])
+        return [Listed(Holder.from_wire(h), grant) for h in result["holders"]]
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A holder as listed, with the one grant of the list (good at every holder)."""
+
+    holder: Holder
+    grant: Grant
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.holder, name)
 
 
 @dataclass(frozen=True)
