@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from harness import Swarm
 from stores import Backend, Emptier
+from tracker_pair import TrackerPair
 
 from launch.pgcluster import PgCluster, PostgresMissing
 from tracker.pg_store import PgStore
@@ -68,6 +69,16 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         yield b
     finally:
         b.close_all()
+
+
+@pytest.fixture
+def t(backend: Backend) -> Iterator[TrackerPair]:
+    """A tracker core on an empty database of either kind, driven with frames (no sockets)."""
+    pair = TrackerPair(backend.open())
+    try:
+        yield pair
+    finally:
+        pair.close()
 
 
 _databases = iter(range(1, 10**6))

@@ -7,11 +7,9 @@ rather than through 20,000 password hashes; everything after that goes through t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from stores import Backend
 from tracker_pair import TrackerPair, key_of
 
 from launch import bulk
@@ -23,15 +21,10 @@ from messages.sizes import chunks
 from tracker.rules import token_hash
 
 
-@pytest.fixture
-def t(backend: Backend) -> Iterator[TrackerPair]:
-    pair = TrackerPair(backend.open())
-    try:
-        pair.user("alice")
-        pair.user("bob")
-        yield pair
-    finally:
-        pair.close()
+@pytest.fixture(autouse=True)
+def users(t: TrackerPair) -> None:
+    t.user("alice")
+    t.user("bob")
 
 
 def in_store(t: TrackerPair, fill: Any, *args: Any) -> Any:

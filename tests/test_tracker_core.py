@@ -10,7 +10,6 @@ and the durable reply cache.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -29,15 +28,6 @@ from tracker import handlers
 from tracker.pg_store import PgStore
 from tracker.sqlite_store import SqliteStore
 from tracker.store import StoreError
-
-
-@pytest.fixture
-def t(backend: Backend) -> Iterator[TrackerPair]:
-    pair = TrackerPair(backend.open())
-    try:
-        yield pair
-    finally:
-        pair.close()
 
 
 @pytest.fixture

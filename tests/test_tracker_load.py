@@ -4,9 +4,7 @@ another) tracker's peers are not dropped for heartbeats it has not read yet."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
-import pytest
 import zmq
 from stores import Backend
 from tracker_pair import SIGNER, TrackerPair, key_of
@@ -19,16 +17,6 @@ from tracker.core import TrackerCore
 from tracker.deferred import HASH_DEADLINE, HashJob
 from tracker.hashpool import HashPool
 from tracker.passwords import scrypt
-
-
-@pytest.fixture
-def t(backend: Backend) -> Iterator[TrackerPair]:
-    pair = TrackerPair(backend.open())
-    try:
-        yield pair
-    finally:
-        pair.close()
-
 
 # --- leases ---------------------------------------------------------------------------------
 
