@@ -81,8 +81,15 @@ class TrackerCore:
 
     # --- requests -------------------------------------------------------------------------
     def handle_batch(self, batch: list[Inbound]) -> list[Outbound]:
-        """Replies to a batch (those waiting for a hash come later, from ``finish``)."""
-        return self._transaction(lambda now, wall: [self._handle(m, now, wall) for m in batch], batch)
+        """Replies to a batch (those waiting for a hash come later, from ``finish``). Only a
+        batch with a durable write excludes other trackers' batches while it runs."""
+        decoded = [(m, _decode(m)) for m in batch]
+        exclusive = any(isinstance(r, Request) and OPS[r.op].write for _, r in decoded)
+
+        def run(now: float, wall: float) -> list[Outbound | None]:
+            return [self._handle(m, r, now, wall) for m, r in decoded]
+
+        return self._transaction(run, batch, exclusive)
 
     def take_jobs(self) -> list[HashJob]:
         """Password hashes to compute (after each batch): see ``finish``."""
@@ -106,12 +113,15 @@ class TrackerCore:
         return d.then(self.env, c, digest)
 
     def _transaction(
-        self, work: Callable[[float, float], list[Outbound | None]], batch: list[Inbound]
+        self,
+        work: Callable[[float, float], list[Outbound | None]],
+        batch: list[Inbound],
+        exclusive: bool = True,
     ) -> list[Outbound]:
         """``work`` in one transaction, committed before any reply leaves, pushes after it."""
         self._forget_news()
         try:
-            self.store.begin()
+            self.store.begin(exclusive)
             replies = [r for r in work(self.clock(), self.wall()) if r is not None]
             pushes = self._pushes()
             self.store.commit()
@@ -136,11 +146,9 @@ class TrackerCore:
         self.env.notices.clear()
         self.presence.changes.clear()
 
-    def _handle(self, m: Inbound, now: float, wall: float) -> Outbound | None:
-        try:
-            req = Request.decode(m.frames)
-        except ProtocolError as exc:
-            return m.ident, Reply.failure(peek_id(m.frames), exc).encode()
+    def _handle(self, m: Inbound, req: Request | ProtocolError, now: float, wall: float) -> Outbound | None:
+        if isinstance(req, ProtocolError):
+            return m.ident, Reply.failure(peek_id(m.frames), req).encode()
         spec = OPS[req.op]
         fingerprint = b""
         if spec.write and req.cid and req.op not in UNCACHED:
@@ -261,3 +269,10 @@ class TrackerCore:
             self.store.rollback()
         except StoreError:
             log.exception("rollback failed")
+
+
+def _decode(m: Inbound) -> Request | ProtocolError:
+    try:
+        return Request.decode(m.frames)
+    except ProtocolError as exc:
+        return exc

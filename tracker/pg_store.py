@@ -72,7 +72,7 @@ class PgStore:
     def __init__(self, conninfo: str, *, serialize: bool = True, timeout: float = 10.0) -> None:
         """Connect (any libpq URL or ``key=value`` conninfo), then create or check the schema."""
         self.conninfo = conninfo
-        self._begin_sql = f"BEGIN; SELECT pg_advisory_xact_lock({BATCH_LOCK})" if serialize else "BEGIN"
+        self._serialize = serialize
         self._conn: Conn | None = None  # the batch's connection, between begin and commit/rollback
         self._broken = False  # the batch's connection failed and must not go back into use
         try:
@@ -123,12 +123,15 @@ class PgStore:
         return PgListener(self.conninfo)
 
     # --- transactions ---------------------------------------------------------------------
-    def begin(self) -> None:
+    def begin(self, exclusive: bool = True) -> None:
         if self._conn is not None:
             raise StoreError("a transaction is already open")
         conn = self._borrow()
+        sql = "BEGIN"
+        if exclusive and self._serialize:
+            sql += f"; SELECT pg_advisory_xact_lock({BATCH_LOCK})"
         try:
-            conn.execute(self._begin_sql)
+            conn.execute(sql)
         except psycopg.Error as exc:
             self._give_back(conn, broken=True)
             raise StoreError(str(exc)) from exc

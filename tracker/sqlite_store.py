@@ -104,8 +104,8 @@ class SqliteStore:
         return None
 
     # --- transactions ---------------------------------------------------------------------
-    def begin(self) -> None:
-        self._exec("BEGIN IMMEDIATE")
+    def begin(self, exclusive: bool = True) -> None:
+        self._exec("BEGIN IMMEDIATE")  # one tracker per file: every batch is exclusive anyway
 
     def commit(self) -> None:
         self._exec("COMMIT")
