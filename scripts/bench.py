@@ -18,30 +18,13 @@ import time
 import orjson
 from bench_baselines import tcp_baseline, zmq_baseline
 from bench_control import control_bench
-from bench_download import DownloadBench, recycle_page_cache, summarize
+from bench_download import DownloadBench, make_source, recycle_page_cache, summarize
 from rich.console import Console
 from rich.table import Table
 
 from peer.argtypes import parse_size
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def make_source(folder: str, size: int) -> str:
-    path = os.path.join(folder, f"bench-{size}.bin")
-    if not (os.path.exists(path) and os.path.getsize(path) == size):
-        os.makedirs(folder, exist_ok=True)
-        with open(path + ".tmp", "wb") as f:
-            left = size
-            while left:
-                n = min(left, 1 << 24)
-                f.write(os.urandom(n))
-                left -= n
-        os.replace(path + ".tmp", path)
-    with open(path, "rb") as f:  # into the page cache, as the benchmark promises
-        while f.read(1 << 24):
-            pass
-    return path
 
 
 def write_baseline(src: str, dest: str) -> dict[str, float]:

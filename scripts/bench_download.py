@@ -89,6 +89,24 @@ def prepare_pages(folder: str, size: int, pages: str) -> None:
         raise ValueError(f"pages must be one of {PAGE_CONDITIONS}, not {pages!r}")
 
 
+def make_source(folder: str, size: int) -> str:
+    """A random file of ``size`` bytes in ``folder`` (made once, reused), read into the page cache."""
+    path = os.path.join(folder, f"bench-{size}.bin")
+    if not (os.path.exists(path) and os.path.getsize(path) == size):
+        os.makedirs(folder, exist_ok=True)
+        with open(path + ".tmp", "wb") as f:
+            left = size
+            while left:
+                n = min(left, 1 << 24)
+                f.write(os.urandom(n))
+                left -= n
+        os.replace(path + ".tmp", path)
+    with open(path, "rb") as f:  # into the page cache, as the benchmark promises
+        while f.read(1 << 24):
+            pass
+    return path
+
+
 def summarize(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 

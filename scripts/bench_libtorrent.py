@@ -507,7 +507,7 @@ def main(argv: list[str]) -> int:
     if argv and argv[0] in _CHILDREN:
         _CHILDREN[argv[0]](*argv[1:])
         return 0
-    from bench import make_source  # a random file in the page cache, as scripts/bench makes
+    from bench_download import make_source  # a random file in the page cache, as scripts/bench makes
 
     from peer.argtypes import parse_size
 
