@@ -50,6 +50,7 @@ from bench_netns import ShapedLinks, Skip
 
 from launch.processes import Process, report
 
+lt: Any  # the module, untyped here: its stubs reject the plain dicts of settings used below
 try:
     import libtorrent as lt
 except ImportError as exc:  # the optional "bench" extra: scripts/setup --bench
