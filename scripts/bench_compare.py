@@ -50,7 +50,9 @@ def _alternate(contenders: dict[str, _Contender], reps: int, pages: Sequence[str
         order = names[rep % len(names) :] + names[: rep % len(names)]
         for cond in pages:
             for name in order:
-                runs[name][cond].append(contenders[name].run_once(rep, cond))
+                r = contenders[name].run_once(rep, cond)
+                runs[name][cond].append(r)
+                print(f"  run {rep + 1}/{reps} {cond}: {name} {r['mb_per_s']:.0f} MB/s", flush=True)
     return runs
 
 

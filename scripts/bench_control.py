@@ -191,8 +191,10 @@ class _Runner:
             self.phases["holders"].errors["sharer_went_offline"] += 1
         created = self.phase("create_group", eps, P.OP_CREATE_GROUP, pids, s.users)
 
-        # Join targets: enough for the join run at the rate creates just reached, and more.
-        quota = math.ceil(created.rps * (self.duration + KILL_TAIL) * JOIN_HEADROOM / self.clients) + 20
+        # Join targets: enough for the join run at the rate creates or reads just reached (a join
+        # can be cheaper than a create: it inserts one row into a smaller table), and more.
+        rate = max(created.rps, self.phases["list_files"].rps)
+        quota = math.ceil(rate * (self.duration + KILL_TAIL) * JOIN_HEADROOM / self.clients) + 20
         _pipeline_create(ctx, s.admin.trackers, s.admin_token, [f"j{i}" for i in range(quota * self.clients)])
         joined = self.phase("join_group", eps, P.OP_JOIN_GROUP, pids, s.users, quota=quota, kill=trackers)
         s.admin.close()
