@@ -25,6 +25,8 @@ def _table(title: str, *columns: str) -> Table:
 
 
 def baselines(console: Console, results: dict[str, Any]) -> None:
+    if "tcp" not in results:
+        return
     table = _table(
         f"Machine limits: {results['size'] >> 20} MiB, median \\[min-max]", "row", "MB/s", "CPU s/GB"
     )
