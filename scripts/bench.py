@@ -1,11 +1,20 @@
-"""scripts/bench: how fast Torrent moves data, beside this machine's raw limits.
+"""scripts/bench: how fast Torrent moves data and answers requests, beside libtorrent and this
+machine's raw limits, in one run.
 
-Rows (each the median of --reps runs, with min and max):
-  download from K holder processes (default piece size), and a piece-size sweep at the largest K;
-  the same bytes over one plain TCP stream and through a bare pyzmq DEALER/ROUTER pair;
-  the downloader's peak RSS for a file of --mem-size;
-  tracker requests/s for reads and durable writes, against a bare pyzmq ROUTER echo.
-The figures are printed as a table and written as JSON (--json).
+Sections (all by default; ``--only a,b`` runs some):
+  baselines   one plain TCP stream, a bare pyzmq DEALER/ROUTER pair, page-cache writes alone;
+  download    our downloader from K local holder processes, pieces encrypted and --plain-pieces,
+  libtorrent  ... and libtorrent on the same file and K, alternating with ours every repetition,
+              on recycled and on fresh pages, with the ratios ours/libtorrent per condition;
+  memory      our downloader's peak RSS for a file of --mem-size;
+  sweep       other piece sizes at the largest K (only with --sweep SIZES);
+  shaped      ours and libtorrent with each holder behind its own rate-limited link (network
+              namespaces, tc tbf; root only, otherwise skipped with the reason);
+  control     tracker requests/s, reads and durable writes, SQLite and PostgreSQL (1 and 2
+              trackers), against a bare echo, with a SIGKILL durability check;
+  push        how fast a running download sees a dead holder and a new one (1 tracker on SQLite,
+              2 on PostgreSQL with holders and downloader on different trackers).
+Each figure is the median of several runs with min and max; the JSON file (--json) has every run.
 """
 
 from __future__ import annotations
@@ -14,34 +23,22 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
+import bench_report
 import orjson
 from bench_baselines import tcp_baseline, zmq_baseline
-from bench_control import control_bench
-from bench_download import DownloadBench, recycle_page_cache, summarize
+from bench_compare import compare_rows, shaped_rows
+from bench_control import control_rows
+from bench_download import PAGE_CONDITIONS, DownloadBench, make_source, recycle_page_cache, summarize
+from bench_netns import Skip
+from bench_push import push_rows
 from rich.console import Console
-from rich.table import Table
 
 from peer.argtypes import parse_size
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def make_source(folder: str, size: int) -> str:
-    path = os.path.join(folder, f"bench-{size}.bin")
-    if not (os.path.exists(path) and os.path.getsize(path) == size):
-        os.makedirs(folder, exist_ok=True)
-        with open(path + ".tmp", "wb") as f:
-            left = size
-            while left:
-                n = min(left, 1 << 24)
-                f.write(os.urandom(n))
-                left -= n
-        os.replace(path + ".tmp", path)
-    with open(path, "rb") as f:  # into the page cache, as the benchmark promises
-        while f.read(1 << 24):
-            pass
-    return path
 
 
 def write_baseline(src: str, dest: str) -> dict[str, float]:
@@ -62,7 +59,8 @@ def write_baseline(src: str, dest: str) -> dict[str, float]:
     return {"seconds": seconds, "mb_per_s": size / seconds / 1e6, "receiver_cpu_s": cpu}
 
 
-def baseline(fn, src: str, workdir: str, reps: int) -> dict:
+def baseline(fn: Callable[[str, str], dict[str, float]], src: str, workdir: str, reps: int) -> dict[str, Any]:
+    """``reps`` runs of one raw-transfer baseline, each on recycled pages, as our rows are."""
     runs = []
     for _ in range(reps):
         recycle_page_cache(workdir, os.path.getsize(src))
@@ -74,31 +72,28 @@ def baseline(fn, src: str, workdir: str, reps: int) -> dict:
     }
 
 
-def download_row(workdir: str, src: str, k: int, piece: str, reps: int, peer_args: list[str]) -> dict:
-    bench = DownloadBench(os.path.join(workdir, f"k{k}-{piece}"), src, k, piece, peer_args)
-    try:
-        return bench.runs(reps)
-    finally:
-        bench.close()
+SECTIONS = ("baselines", "download", "libtorrent", "memory", "sweep", "shaped", "control", "push")
 
 
-def fmt(stat: dict, digits: int = 0) -> str:
-    return f"{stat['median']:.{digits}f} [{stat['min']:.{digits}f}-{stat['max']:.{digits}f}]"
-
-
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         prog="scripts/bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    ap.add_argument("--only", default="", help=f"comma list of sections, of {', '.join(SECTIONS)}")
     ap.add_argument("--size", type=parse_size, default=parse_size("1G"), help="file size (default 1G)")
     ap.add_argument("--mem-size", type=parse_size, default=parse_size("2G"), help="file for the RSS row (2G)")
-    ap.add_argument("--holders", default="1,2,4", help="K values (default 1,2,4)")
+    ap.add_argument("--holders", default="4", help="K values of the download rows (default 4)")
     ap.add_argument("--piece-size", default="1M", help="piece size of the K rows (default 1M)")
-    ap.add_argument(
-        "--sweep", default="256K,512K,2M,4M", help="other piece sizes at the largest K ('' for none)"
-    )
-    ap.add_argument("--reps", type=int, default=5, help="runs per row (default 5)")
-    ap.add_argument("--control-seconds", type=float, default=3.0, help="seconds per control-plane row")
+    ap.add_argument("--sweep", default="", help="other piece sizes at the largest K, e.g. 256K,512K,2M")
+    ap.add_argument("--pages", default=",".join(PAGE_CONDITIONS), help="page conditions of the download rows")
+    ap.add_argument("--reps", type=int, default=5, help="runs per download row (default 5)")
+    ap.add_argument("--shaped-size", type=parse_size, default=parse_size("1G"), help="file over shaped links")
+    ap.add_argument("--shaped-reps", type=int, default=3, help="runs per shaped row (default 3)")
+    ap.add_argument("--rates", default="400,200,100,50", help="Mbit/s of each shaped link")
+    ap.add_argument("--control-seconds", type=float, default=3.0, help="seconds per control-plane phase")
+    ap.add_argument("--control-clients", type=int, default=50, help="closed-loop control clients (50)")
+    ap.add_argument("--push-size", type=parse_size, default=parse_size("256M"), help="file of the push rows")
+    ap.add_argument("--push-reps", type=int, default=5, help="repetitions of each push row (default 5)")
     ap.add_argument("--peer-args", default="", help="extra downloader options, e.g. '--workers 2'")
     ap.add_argument(
         "--quick", action="store_true", help="tiny sizes, one run each: keeps the script working in CI"
@@ -106,102 +101,128 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", default=os.path.join(ROOT, "data", "bench"))
     ap.add_argument("--json", default=None, help="where to write the figures (default DIR/results.json)")
     args = ap.parse_args(argv)
+    args.sections = (
+        set(args.only.split(",")) if args.only else set(SECTIONS) - ({"sweep"} if not args.sweep else set())
+    )
+    if args.sections - set(SECTIONS):
+        ap.error(
+            f"unknown sections {sorted(args.sections - set(SECTIONS))}; choose from {', '.join(SECTIONS)}"
+        )
     if args.quick:
         args.size, args.mem_size, args.reps, args.control_seconds = 16 << 20, 32 << 20, 1, 0.5
-        args.holders, args.sweep = "1,2", "512K"
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=150)  # logs and pipes: keep each row on one line
-    ks = [int(k) for k in args.holders.split(",")]
-    sweep = [s for s in args.sweep.split(",") if s]
-    peer_args = args.peer_args.split()
+        args.holders, args.control_clients, args.push_reps, args.push_size = "2", 10, 1, 32 << 20
+        args.shaped_size, args.shaped_reps, args.rates = 16 << 20, 1, "200,50"
+    return args
+
+
+def run_downloads(args: argparse.Namespace, src: str, workdir: str, console: Console) -> dict[str, Any]:
+    """The comparison rows for every K, ours and libtorrent alternating."""
+    rows: dict[str, Any] = {}
+    pages = args.pages.split(",")
+    for k in [int(k) for k in args.holders.split(",")]:
+        console.print(f"[bold]downloads[/] from {k} holders, {'/'.join(pages)} pages, {args.reps} runs each")
+        rows |= compare_rows(
+            workdir,
+            src,
+            k,
+            args.piece_size,
+            args.reps,
+            pages,
+            args.peer_args.split(),
+            ours="download" in args.sections,
+            libtorrent="libtorrent" in args.sections,
+        )
+    return rows
+
+
+def run_ours_only(args: argparse.Namespace, src: str, workdir: str, console: Console) -> dict[str, Any]:
+    """The piece-size sweep and the memory row: our downloader alone, on recycled pages."""
+    rows: dict[str, Any] = {}
+    k, peer_args = max(int(k) for k in args.holders.split(",")), args.peer_args.split()
+    jobs = [
+        (f"{k} holders, {piece} pieces", src, piece, args.reps) for piece in args.sweep.split(",") if piece
+    ]
+    jobs = jobs if "sweep" in args.sections else []
+    if "memory" in args.sections:
+        mem_src = make_source(args.dir, args.mem_size)
+        jobs.append((f"{args.mem_size >> 20} MiB file (memory)", mem_src, args.piece_size, 1))
+    for label, path, piece, reps in jobs:
+        console.print(f"[bold]download[/], ours alone: {label}")
+        bench = DownloadBench(os.path.join(workdir, f"k{k}-{piece}"), path, k, piece, peer_args)
+        try:
+            rows[label] = bench.runs(reps)
+        finally:
+            bench.close()
+    return rows
+
+
+def run_shaped(args: argparse.Namespace, workdir: str, console: Console) -> dict[str, Any]:
+    console.print(f"[bold]shaped links[/] {args.rates} Mbit/s, {args.shaped_size >> 20} MiB")
+    src = make_source(args.dir, args.shaped_size)
+    rates = [float(r) for r in args.rates.split(",")]
+    try:
+        return shaped_rows(workdir, src, args.shaped_reps, rates)
+    except Skip as e:
+        console.print(f"skip shaped links: {e}")
+        return {"skipped": str(e)}
+
+
+def run_sections(args: argparse.Namespace, console: Console, results: dict[str, Any]) -> None:
     workdir = os.path.join(args.dir, "work")
     os.makedirs(workdir, exist_ok=True)
+    on = args.sections
+    src = make_source(args.dir, args.size) if on & {"baselines", "download", "libtorrent", "sweep"} else ""
+    if "baselines" in on:
+        console.print(f"[bold]baselines[/] ({args.size >> 20} MiB, {args.reps} runs each)")
+        for key, fn in (("tcp", tcp_baseline), ("zmq", zmq_baseline), ("write", write_baseline)):
+            results[key] = baseline(fn, src, workdir, args.reps)
+    if on & {"download", "libtorrent"}:
+        results["compare"] = run_downloads(args, src, workdir, console)
+    if on & {"sweep", "memory"}:
+        results["download"] = run_ours_only(args, src, workdir, console)
+    if "shaped" in on:
+        results["shaped"] = run_shaped(args, workdir, console)
+    if "control" in on:
+        console.print("[bold]control plane[/]: SQLite x1, PostgreSQL x1, PostgreSQL x2")
+        results["control"] = control_rows(
+            os.path.join(workdir, "control"), duration=args.control_seconds, clients=args.control_clients
+        )
+    if "push" in on:
+        console.print("[bold]push latencies[/]: SQLite x1, PostgreSQL x2")
+        push_src = make_source(args.dir, args.push_size)
+        results["push"] = push_rows(os.path.join(workdir, "push"), push_src, args.push_reps)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # logs and pipes: keep each row on one line
     t_start = time.monotonic()
-    src = make_source(args.dir, args.size)
-    results: dict = {
-        "size": args.size,
-        "reps": args.reps,
-        "piece_size": args.piece_size,
+    results: dict[str, Any] = {"size": args.size, "reps": args.reps, "piece_size": args.piece_size}
+    results |= {
         "cpus": os.cpu_count(),
+        "sections": sorted(args.sections),
+        "control_clients": args.control_clients,
     }
-
-    console.print(f"[bold]baselines[/] ({args.size >> 20} MiB, {args.reps} runs each)")
-    results["tcp"] = baseline(tcp_baseline, src, workdir, args.reps)
-    results["zmq"] = baseline(zmq_baseline, src, workdir, args.reps)
-    results["write"] = baseline(write_baseline, src, workdir, args.reps)
-    results["download"] = {}
-    for k in ks:
-        console.print(f"[bold]download[/] from {k} holder(s), piece size {args.piece_size}")
-        results["download"][f"k{k}-{args.piece_size}"] = download_row(
-            workdir, src, k, args.piece_size, args.reps, peer_args
-        )
-    for piece in sweep:
-        console.print(f"[bold]download[/] from {max(ks)} holders, piece size {piece}")
-        results["download"][f"k{max(ks)}-{piece}"] = download_row(
-            workdir, src, max(ks), piece, args.reps, peer_args
-        )
-    console.print(f"[bold]memory[/]: {args.mem_size >> 20} MiB file from {max(ks)} holders")
-    mem_src = make_source(args.dir, args.mem_size)
-    results["memory"] = download_row(workdir, mem_src, max(ks), args.piece_size, 1, peer_args)
-    console.print("[bold]control plane[/]")
-    results["control"] = control_bench(os.path.join(workdir, "control"), duration=args.control_seconds)
+    run_sections(args, console, results)
     results["elapsed_s"] = time.monotonic() - t_start
-
-    table = Table(title=f"Torrent benchmark: {args.size >> 20} MiB, median \\[min-max] of {args.reps} run(s)")
-    for col in ("row", "MB/s", "CPU s/GB", "peak RSS MiB", "x TCP", "x ZMQ"):
-        table.add_column(col, justify="right" if col != "row" else "left")
-    tcp, zq = results["tcp"]["mb_per_s"]["median"], results["zmq"]["mb_per_s"]["median"]
-    limits = (
-        ("write", "page-cache write alone (pwrite 512 KiB from memory)", "", ""),
-        ("tcp", "plain TCP stream (sendfile -> recv_into+pwrite)", "1.00", ""),
-        ("zmq", "bare pyzmq DEALER->ROUTER, 512 KiB frames + pwrite", "", "1.00"),
-    )
-    for key, label, x_tcp, x_zmq in limits:
-        row = results[key]
-        table.add_row(label, fmt(row["mb_per_s"]), fmt(row["cpu_s_per_gb"], 2), "", x_tcp, x_zmq)
-    for name, row in results["download"].items():
-        k, piece = name.split("-")
-        med = row["mb_per_s"]["median"]
-        table.add_row(
-            f"download, {k[1:]} holder(s), {piece} pieces",
-            fmt(row["mb_per_s"]),
-            fmt(row["cpu_s_per_gb"], 2),
-            fmt(row["peak_rss_mib"]),
-            f"{med / tcp:.2f}",
-            f"{med / zq:.2f}",
-        )
-    mem = results["memory"]
-    table.add_row(
-        f"download of {args.mem_size >> 20} MiB (memory)",
-        fmt(mem["mb_per_s"]),
-        fmt(mem["cpu_s_per_gb"], 2),
-        fmt(mem["peak_rss_mib"]),
-        "",
-        "",
-    )
-    console.print(table)
-    c = results["control"]
-    ctable = Table(title=f"Tracker control plane: 50 concurrent clients, {args.control_seconds:.0f}s per row")
-    ctable.add_column("row")
-    ctable.add_column("requests/s", justify="right")
-    ctable.add_column("x echo", justify="right")
-    for key, label in (
-        ("echo_rps", "bare pyzmq ROUTER echo (orjson)"),
-        ("read_list_files_rps", "read: list_files"),
-        ("read_holders_rps", "read: holders of a file"),
-        ("write_create_group_rps", "durable write: create_group"),
-        ("write_join_group_rps", "durable write: join_group"),
-    ):
-        ctable.add_row(label, f"{c[key]:.0f}", f"{c[key] / c['echo_rps']:.2f}")
-    console.print(ctable)
-    acked, found = c["writes_acknowledged"], c["writes_found_after_sigkill"]
-    console.print(f"acknowledged writes {acked}, found after SIGKILL and restart {found}")
+    for show in (bench_report.baselines, bench_report.downloads, bench_report.shaped):
+        show(console, results)
+    bench_report.control(console, results)
+    bench_report.push(console, results)
     out = args.json or os.path.join(args.dir, "results.json")
     with open(out, "wb") as f:
         f.write(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     console.print(f"figures written to {out} ({results['elapsed_s']:.0f}s)")
-    return 0 if c["writes_found_after_sigkill"] >= c["writes_acknowledged"] else 1
+    lost = [
+        n
+        for n, r in results.get("control", {}).get("rows", {}).items()
+        if r["writes_found_after_sigkill"] < r["writes_acknowledged"]
+    ]
+    if lost:
+        console.print(f"[red]acknowledged writes lost[/] in {', '.join(lost)}")
+    return 1 if lost else 0
 
 
 if __name__ == "__main__":

@@ -8,11 +8,17 @@ and each run uses a new downloader process so its peak RSS is that run's.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import statistics
+import sys
 import time
+from typing import TYPE_CHECKING, Any
 
-from launch.processes import ShellProcess, TrackerProcess
+from launch.processes import TRACKER_READY, Process, ShellProcess, TrackerProcess
+
+if TYPE_CHECKING:
+    from bench_netns import ShapedLinks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -89,26 +95,119 @@ def prepare_pages(folder: str, size: int, pages: str) -> None:
         raise ValueError(f"pages must be one of {PAGE_CONDITIONS}, not {pages!r}")
 
 
+def make_source(folder: str, size: int) -> str:
+    """A random file of ``size`` bytes in ``folder`` (made once, reused), read into the page cache."""
+    path = os.path.join(folder, f"bench-{size}.bin")
+    if not (os.path.exists(path) and os.path.getsize(path) == size):
+        os.makedirs(folder, exist_ok=True)
+        with open(path + ".tmp", "wb") as f:
+            left = size
+            while left:
+                n = min(left, 1 << 24)
+                f.write(os.urandom(n))
+                left -= n
+        os.replace(path + ".tmp", path)
+    with open(path, "rb") as f:  # into the page cache, as the benchmark promises
+        while f.read(1 << 24):
+            pass
+    return path
+
+
 def summarize(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-class DownloadBench:
-    """A swarm of K holders sharing ``src`` in one group, and downloads from it."""
+class _Wrapped:
+    """Our tracker and peers started under a command prefix (``ip netns exec NS``): the launch
+    classes build their own argv, so these build it the same way with the prefix in front."""
 
-    def __init__(self, workdir: str, src: str, holders: int, piece_size: str, peer_args: list[str]) -> None:
-        self.workdir = workdir
-        self.src = src
-        self.name = os.path.basename(src)
-        self.peer_args = peer_args
+    @staticmethod
+    def tracker(prefix: list[str], db: str, bind: str, *extra: str) -> TrackerProcess:
+        t = TrackerProcess.__new__(TrackerProcess)
+        argv = [*prefix, sys.executable, "-m", "tracker", "--bind", bind, "--db", db, *extra]
+        Process.__init__(t, argv, "tracker", cwd=ROOT)
+        t.db = db
+        try:
+            m = t.wait_for(TRACKER_READY, 60)
+        except BaseException:
+            t.kill()
+            raise
+        t.endpoint, t.key = m.group(1), m.group(2)
+        return t
+
+    @staticmethod
+    def shell(prefix: list[str], tracker: str, home: str, key: str, name: str, *extra: str) -> ShellProcess:
+        p = ShellProcess.__new__(ShellProcess)
+        argv = [*prefix, sys.executable, "-m", "peer", "--tracker", tracker, "--home", home, *extra]
+        Process.__init__(p, [*argv, f"--tracker-key={key}"], name, stdin=True, cwd=ROOT)
+        p.home, p._marks = home, 0
+        return p
+
+
+def pieces_per_holder(line: str) -> dict[str, int]:
+    """``h0:12 h1:30`` from the shell's "download complete: ... pieces from h0:12 h1:30" line."""
+    m = re.search(r"pieces from ([^;)]*)", line)
+    pairs = (item.rsplit(":", 1) for item in (m.group(1).split() if m else []) if ":" in item)
+    return {user: int(n) for user, n in pairs if n.isdigit()}
+
+
+class DownloadBench:
+    """A swarm of K holders sharing ``src`` in one group, and downloads from it.
+
+    ``plain``: the holders serve pieces unencrypted (``--plain-pieces``). ``netns`` (a
+    ``bench_netns.ShapedLinks`` already entered): holder i runs in link i's namespace and listens
+    on its address there; the tracker and the downloader run in the downloader namespace, the
+    tracker on every address of it, so each holder reaches it across its own link (its control
+    traffic shares the shaped link; it is a few hundred bytes a second).
+    """
+
+    def __init__(
+        self,
+        workdir: str,
+        src: str,
+        holders: int,
+        piece_size: str,
+        peer_args: list[str],
+        *,
+        plain: bool = False,
+        netns: ShapedLinks | None = None,
+    ) -> None:
+        self.workdir, self.src, self.name = workdir, src, os.path.basename(src)
+        self.peer_args, self.netns = peer_args, netns
         shutil.rmtree(workdir, ignore_errors=True)
         os.makedirs(workdir)
-        self.procs: list = []
-        self.tracker = TrackerProcess(os.path.join(workdir, "tracker.db"), cwd=ROOT)
+        self.procs: list[Process] = []
+        self.holders: list[ShellProcess] = []
+        self.user_ready = False
+        try:
+            self._start(holders, piece_size, plain)
+        except BaseException:
+            self.close()
+            raise
+
+    def _prefix(self, holder: int | None) -> list[str]:
+        """``ip netns exec NS`` for holder i (None: the downloader side), or nothing on loopback."""
+        if self.netns is None:
+            return []
+        ns = self.netns.downloader_ns if holder is None else self.netns.links[holder].ns
+        return self.netns.argv(ns, [])
+
+    def _tracker_for(self, holder: int | None) -> str:
+        if self.netns is None or holder is None:
+            return self.tracker_ep
+        return f"tcp://{self.netns.links[holder].downloader_addr}:{self.tracker_ep.rsplit(':', 1)[1]}"
+
+    def _start(self, holders: int, piece_size: str, plain: bool) -> None:
+        bind = "tcp://0.0.0.0:0" if self.netns else "tcp://127.0.0.1:0"
+        db, keys = os.path.join(self.workdir, "tracker.db"), os.path.join(self.workdir, "keys")
+        self.tracker = _Wrapped.tracker(self._prefix(None), db, bind, "--keys", keys, "--key-bind", "none")
         self.procs.append(self.tracker)
-        self.holders = []
+        port = self.tracker.endpoint.rsplit(":", 1)[1]
+        self.tracker_ep = f"tcp://127.0.0.1:{port}"
+        extra = ["--piece-size", piece_size, *(["--plain-pieces"] if plain else [])]
         for i in range(holders):
-            h = self._peer(f"h{i}", "--piece-size", piece_size)
+            listen = ["--listen", f"tcp://{self.netns.links[i].holder_addr}:0"] if self.netns else []
+            h = self._peer(f"h{i}", i, *extra, *listen)
             self._ok(h, f"create_user h{i} pw")
             self._ok(h, f"login h{i} pw")
             self.holders.append(h)
@@ -118,12 +217,12 @@ class DownloadBench:
             self._ok(h, "join_group bench")
             self._ok(admin, f"accept_request bench {h.name}")
         for h in self.holders:
-            self._ok(h, f"upload_file {src} bench", timeout=600)
-        self.user_ready = False
+            self._ok(h, f"upload_file {self.src} bench", timeout=600)
 
-    def _peer(self, name: str, *args: str) -> ShellProcess:
+    def _peer(self, name: str, holder: int | None, *args: str) -> ShellProcess:
         home = os.path.join(self.workdir, name)
-        p = ShellProcess(self.tracker.endpoint, home, *args, key=self.tracker.key, name=name, cwd=ROOT)
+        prefix, tracker = self._prefix(holder), self._tracker_for(holder)
+        p = _Wrapped.shell(prefix, tracker, home, self.tracker.key, name, *args)
         self.procs.append(p)
         return p
 
@@ -133,22 +232,26 @@ class DownloadBench:
         if out.errors:
             raise RuntimeError(f"{p.name}: {command}: {out.errors[0]}")
 
-    def run_once(self, index: int, timeout: float = 900) -> dict[str, float]:
-        home = os.path.join(self.workdir, f"dl{index}")
-        out_dir = os.path.join(self.workdir, "out")
+    def _login(self, d: ShellProcess) -> None:
+        if not self.user_ready:
+            self._ok(d, "create_user dl pw")
+            self._ok(d, "login dl pw")
+            self._ok(d, "join_group bench")
+            self._ok(self.holders[0], "accept_request bench dl")
+            self.user_ready = True
+        else:
+            self._ok(d, "login dl pw")
+
+    def run_once(self, index: int, pages: str = "recycled", timeout: float = 900) -> dict[str, Any]:
+        """One download by a new downloader process, after ``prepare_pages(pages)``; raises if it
+        fails. Seconds, MB/s, CPU, peak RSS and the pieces each holder served."""
+        home, out_dir = os.path.join(self.workdir, f"dl{index}"), os.path.join(self.workdir, "out")
         shutil.rmtree(out_dir, ignore_errors=True)
-        d = self._peer(f"dl{index}", *self.peer_args)
+        d = self._peer(f"dl{index}", None, *self.peer_args)
         try:
-            if not self.user_ready:
-                self._ok(d, "create_user dl pw")
-                self._ok(d, "login dl pw")
-                self._ok(d, "join_group bench")
-                self._ok(self.holders[0], "accept_request bench dl")
-                self.user_ready = True
-            else:
-                self._ok(d, "login dl pw")
+            self._login(d)
             size = os.path.getsize(self.src)
-            recycle_page_cache(self.workdir, size)
+            prepare_pages(self.workdir, size, pages)
             cpu0, t0 = proc_cpu(d.pid), time.monotonic()
             start = len(d.lines)
             self._ok(d, f"download_file bench {self.name} {out_dir}")
@@ -157,12 +260,15 @@ class DownloadBench:
             if not line.startswith("download complete"):
                 raise RuntimeError(f"download failed: {line}")
             cpu = proc_cpu(d.pid) - cpu0
+            served = pieces_per_holder(line)
             return {
                 "seconds": seconds,
                 "mb_per_s": size / seconds / 1e6,
                 "cpu_s": cpu,
                 "cpu_s_per_gb": cpu / (size / 1e9),
                 "peak_rss_mib": proc_hwm_mib(d.pid),
+                "pieces_per_holder": [served.get(h.name, 0) for h in self.holders],
+                "pages": pages,
             }
         finally:
             try:  # log out cleanly, so the next run does not see this session as a holder
@@ -173,14 +279,22 @@ class DownloadBench:
             shutil.rmtree(out_dir, ignore_errors=True)
             shutil.rmtree(home, ignore_errors=True)
 
-    def runs(self, reps: int) -> dict:
-        results = [self.run_once(i) for i in range(reps)]
-        out: dict = {"runs": results}
-        for key in ("mb_per_s", "cpu_s_per_gb", "peak_rss_mib", "seconds"):
-            out[key] = summarize([r[key] for r in results])
-        return out
+    def runs(self, reps: int, pages: str = "recycled") -> dict[str, Any]:
+        results = [self.run_once(i, pages) for i in range(reps)]
+        return summarize_runs(results)
 
     def close(self) -> None:
-        for p in self.procs:
+        for p in reversed(self.procs):
             if p.alive():
                 p.kill()
+
+
+SUMMARY_KEYS = ("mb_per_s", "cpu_s_per_gb", "peak_rss_mib", "seconds")
+
+
+def summarize_runs(results: list[dict[str, Any]], keys: tuple[str, ...] = SUMMARY_KEYS) -> dict[str, Any]:
+    """Every run, and the median, min and max of each of ``keys``."""
+    out: dict[str, Any] = {"runs": results}
+    for key in keys:
+        out[key] = summarize([r[key] for r in results])
+    return out

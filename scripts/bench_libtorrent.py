@@ -50,6 +50,7 @@ from bench_netns import ShapedLinks, Skip
 
 from launch.processes import Process, report
 
+lt: Any  # the module, untyped here: its stubs reject the plain dicts of settings used below
 try:
     import libtorrent as lt
 except ImportError as exc:  # the optional "bench" extra: scripts/setup --bench
@@ -507,7 +508,7 @@ def main(argv: list[str]) -> int:
     if argv and argv[0] in _CHILDREN:
         _CHILDREN[argv[0]](*argv[1:])
         return 0
-    from bench import make_source  # a random file in the page cache, as scripts/bench makes
+    from bench_download import make_source  # a random file in the page cache, as scripts/bench makes
 
     from peer.argtypes import parse_size
 

@@ -332,7 +332,7 @@ def _measure(args: argparse.Namespace, rates: list[float]) -> dict:
         results["tcp"] = verify_shaping(net, args.seconds)
         _print_verify(net, results["tcp"])
         if args.libtorrent:
-            from bench import make_source
+            from bench_download import make_source
             from bench_libtorrent import libtorrent_missing
 
             from peer.argtypes import parse_size
