@@ -1,0 +1,152 @@
+"""The figures of ``scripts/bench --scale`` as tables, and the issue's targets checked.
+
+Checks are of two kinds: ``correct`` (every download verified, listings complete, every login
+answered: the run fails without them) and ``target`` (latency, peers dropped, the seeder's
+copies: reported as met or not).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from messages import protocol as P
+
+P99_TARGET_MS = 50.0
+SEEDER_COPIES = 4.0
+OPS = (P.OP_HEARTBEAT, P.OP_LIST_FILES, P.OP_HOLDERS)
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def checks(r: dict[str, Any]) -> list[dict[str, Any]]:
+    s, load = r["sizes"], r["load"]
+    out: list[dict[str, Any]] = []
+
+    def add(kind: str, what: str, figure: str, target: str, met: bool) -> None:
+        out.append({"kind": kind, "what": what, "figure": figure, "target": target, "met": bool(met)})
+
+    for op in OPS:
+        row = load["latency"].get(f"burst/{op}", {})
+        p99 = row.get("p99_ms")
+        add(
+            "target",
+            f"{op} p99 during the login burst",
+            f"{_ms(p99)} ms",
+            "< 50 ms",
+            p99 is not None and p99 < P99_TARGET_MS,
+        )
+    dropped = sum(load["offline_answers"].values()) + r["tracker_log"]["dropped_peers"]
+    lost = load["sessions"] - load["online_at_end"]
+    add(
+        "target",
+        "peers dropped (online=false answers, tracker drops, not online at the end)",
+        f"{sum(load['offline_answers'].values())}, {r['tracker_log']['dropped_peers']}, {lost}",
+        "0, 0, 0",
+        dropped == 0 and lost == 0,
+    )
+    lg = r["logins"]
+    add(
+        "correct",
+        "logins answered",
+        f"{lg['ok']}/{lg['count']} in {lg['seconds']:.1f}s",
+        "all",
+        lg["ok"] == lg["count"],
+    )
+    lf, gr = r["listings"][P.OP_LIST_FILES], r["listings"][P.OP_LIST_GROUPS]
+    add(
+        "correct",
+        "list_files of the large group",
+        f"{lf['distinct']} files, {lf['pages']} pages",
+        f"{s['big_files']}",
+        lf["distinct"] == s["big_files"],
+    )
+    add(
+        "correct",
+        "list_groups",
+        f"{gr['distinct']} groups, {gr['pages']} pages",
+        f"{s['all_groups']}",
+        gr["distinct"] == s["all_groups"],
+    )
+    pop = r["popular"]
+    add(
+        "correct",
+        "download of the file with many holders",
+        f"{pop['holders_total']} holders, verified={pop['verified']}",
+        f">= {s['holders']} holders, verified",
+        pop["verified"] and pop["holders_total"] >= s["holders"],
+    )
+    sw = r["swarm"]
+    add(
+        "correct",
+        "swarm downloads verified",
+        f"{sw['verified']}/{sw['downloaders']}",
+        "all",
+        sw["verified"] == sw["downloaders"],
+    )
+    add(
+        "target",
+        "copies the swarm's seeder served",
+        f"{sw['seeder_copies']:.2f}",
+        "< 4",
+        sw["seeder_copies"] < SEEDER_COPIES,
+    )
+    return out
+
+
+def print_tables(console: Console, r: dict[str, Any]) -> None:
+    s = r["sizes"]
+    t = Table(title=f"Tracker under {s['peers']} online peers: latency by phase (ms)")
+    for col in ("phase", "op", "requests", "p50", "p99", "max"):
+        t.add_column(col, justify="left" if col in ("phase", "op") else "right")
+    for key, row in r["load"]["latency"].items():
+        phase, op = key.split("/", 1)
+        if op in OPS or op == "login_total":
+            t.add_row(
+                phase, op, str(row["count"]), _ms(row["p50_ms"]), _ms(row["p99_ms"]), _ms(row["max_ms"])
+            )
+    console.print(t)
+    _costs(console, r)
+    c = Table(title="Issue 11 targets")
+    for col in ("check", "figure", "target", "met"):
+        c.add_column(col)
+    for row in r["checks"]:
+        c.add_row(row["what"], row["figure"], row["target"], "[green]yes[/]" if row["met"] else "[red]NO[/]")
+    console.print(c)
+
+
+def _costs(console: Console, r: dict[str, Any]) -> None:
+    t = Table(title="Costs that must not grow with size")
+    for col in ("row", "figure"):
+        t.add_column(col)
+    acc = r["accept"]
+    for group, row in acc.items():
+        t.add_row(
+            f"accept_request, {group} ({r['sizes'][_members_key(group)]} members)", f"{row['per_s']:.0f} /s"
+        )
+    for n, row in r["sharestore"].items():
+        t.add_row(
+            f"share store: one upload at {n} shares", f"{row['median_ms']:.2f} ms (p90 {row['p90_ms']:.2f})"
+        )
+    a = r["announce"]
+    t.add_row(f"announce {a['sessions']} peers (first contact)", f"{a['per_s']:.0f} /s")
+    sw = r["swarm"]
+    t.add_row(
+        f"swarm: 1 seeder, {sw['downloaders']} downloaders leaving as they finish",
+        f"{sw['seconds']:.1f}s; seeder served {sw['seeder_copies']:.2f} copies "
+        f"({sw['seeder_read_copies']:.2f} by bytes it read)",
+    )
+    pop = r["popular"]
+    t.add_row(
+        f"download of the file with {pop['holders_total']} holders",
+        f"{pop['seconds']:.1f}s, {pop['mb_per_s']:.0f} MB/s",
+    )
+    console.print(t)
+
+
+def _members_key(group: str) -> str:
+    return "accept_small" if group == "acc-small" else "accept_big"
