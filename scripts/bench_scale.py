@@ -34,6 +34,7 @@ import scale_state
 import scale_swarm
 import zmq
 from rich.console import Console
+from scale_cpu import CpuMeter
 from scale_load import merge, percentile
 from scale_state import FULL, QUICK, Sizes, State
 
@@ -65,6 +66,14 @@ class ScaleBench:
         self.results: dict[str, Any] = {"sizes": dataclasses.asdict(sizes)}
         self.tracker: TrackerProcess | None = None
         self.started = time.monotonic()
+        self.cpu = CpuMeter(self.cpu_groups)
+
+    def cpu_groups(self) -> dict[str, list[int]]:
+        return {
+            "tracker": [self.tracker.pid] if self.tracker is not None else [],
+            "loads": [p.pid for p in self.loads],
+            "peers": [p.pid for p in self.children if isinstance(p, ShellProcess)],
+        }
 
     def say(self, text: str) -> None:
         self.console.print(f"[dim]{time.monotonic() - self.started:6.1f}s[/] {text}", highlight=False)
@@ -184,6 +193,7 @@ class ScaleBench:
     def online(self, state: State) -> None:
         """Start the load processes; each announces its share of the peers, then heartbeats."""
         s, n = self.s, self.s.procs
+        self.cpu.mark("start")
         rates = {P.OP_LIST_FILES: s.list_files_rate / n, P.OP_HOLDERS: s.holders_rate / n}
         t0 = time.monotonic()
         for i in range(n):
@@ -200,25 +210,36 @@ class ScaleBench:
         self.say(f"{len(state.peers)} simulated peers online in {seconds:.1f}s (announce and heartbeat)")
 
     def burst(self, state: State) -> None:
-        """Probes on; a quiet window; the logins, all at once; a window after them."""
-        sims = [
-            {"user": u, "password": scale_state.PASSWORD, "token": None, "key": 0, "group": "",
-             "endpoint": scale_state.FAKE_ENDPOINT, "shares": []}
-            for u in state.logins
-        ]  # fmt: skip
-        logins = self.load("logins", self.spec(state, sims, {}, 99))
-        logins.json_line("ready", START_TIMEOUT)
-        self.tell({"phase": "before", "probes": True})
-        self.say(f"steady state for {self.s.window:.0f}s")
-        time.sleep(self.s.window)
-        self.say(f"{len(sims)} logins at once")
-        self.tell({"phase": "burst"})
-        logins.send_line({"go": True})
-        done = logins.json_line("logged_in", LOGIN_TIMEOUT)["logged_in"]
-        self.results["logins"] = done | {"count": len(sims)}
-        self.say(f"logins: {done['ok']} ok, {done['failed']} failed in {done['seconds']:.1f}s")
-        self.tell({"phase": "after"})
-        time.sleep(max(self.s.window, 2 * P.HEARTBEAT_EXPIRY))  # long enough for an expiry to show
+        """Probes on; a quiet window; then, ``bursts`` times, logins all at once and a window
+        after them (long enough for a missed lease to show)."""
+        s = self.s
+        drivers = []
+        for b in range(s.bursts):
+            users = state.logins[b * s.logins : (b + 1) * s.logins]
+            drivers.append(self.load(f"logins{b + 1}", self.spec(state, login_sims(users), {}, 100 + b)))
+        for p in drivers:
+            p.json_line("ready", START_TIMEOUT)
+        self.tell({"probes": True})
+        self.phase("before")
+        self.say(f"steady state for {s.window:.0f}s")
+        time.sleep(s.window)
+        rounds = []
+        for b, driver in enumerate(drivers, 1):
+            self.say(f"burst {b}: {s.logins} logins at once")
+            self.phase(f"burst{b}")
+            driver.send_line({"go": True})
+            done = driver.json_line("logged_in", LOGIN_TIMEOUT)["logged_in"]
+            rounds.append(done | {"count": s.logins})
+            self.say(f"burst {b}: {done['ok']} ok, {done['failed']} failed in {done['seconds']:.1f}s")
+            self.phase(f"after{b}")
+            time.sleep(max(s.window, 2 * P.HEARTBEAT_EXPIRY))
+        self.results["logins"] = rounds
+
+    def phase(self, name: str | None) -> None:
+        """Requests sent from now on count under ``name``; the CPU meter starts a phase too."""
+        if name is not None:
+            self.tell({"phase": name})
+        self.cpu.mark(name)
 
     # --- listings and the popular file, while the peers stay online -------------------------
     def client(self) -> ControlClient:
@@ -226,7 +247,7 @@ class ScaleBench:
         return ControlClient(self.ctx, TrackerSet([self.tracker.endpoint], self.tracker.key, CLIENT))
 
     def listings(self, state: State) -> None:
-        self.tell({"phase": "listings"})
+        self.phase("listings")
         c = self.client()
         try:
             out = {}
@@ -240,7 +261,7 @@ class ScaleBench:
         self.results["listings"] = out
 
     def popular(self, state: State, src: str) -> None:
-        self.tell({"phase": "download"})
+        self.phase("download")
         c = self.client()
         try:
             args = {"group": state.popular_group, "file": scale_state.POPULAR}
@@ -256,6 +277,8 @@ class ScaleBench:
         self.say(f"popular file: verified={row['verified']} in {row['seconds']:.1f}s")
 
     def stop_loads(self) -> None:
+        self.phase(None)
+        self.results["cpu"] = self.cpu.phases
         self.tell({"stop": True})
         reports = [p.json_line("report", 60)["report"] for p in self.loads]
         for p in self.loads:
@@ -276,6 +299,15 @@ class ScaleBench:
             text = f.read()
         drops = [int(n) for n in re.findall(r"(\d+) silent peer\(s\) dropped", text)]
         return {"dropped_peers": sum(drops), "drop_events": len(drops)}
+
+
+def login_sims(users: list[str]) -> list[dict[str, Any]]:
+    """Users who log in (for real) when told, then announce and heartbeat like the others."""
+    return [
+        {"user": u, "password": scale_state.PASSWORD, "token": None, "key": 0, "group": "",
+         "endpoint": scale_state.FAKE_ENDPOINT, "shares": []}
+        for u in users
+    ]  # fmt: skip
 
 
 def every_page(c: ControlClient, op: str, args: dict[str, Any], token: str) -> dict[str, Any]:

@@ -43,6 +43,7 @@ TIMEOUT = P.REQUEST_TIMEOUT  # a request unanswered this long is counted lost (l
 ANNOUNCING = 64  # announces in flight per process
 SOCKET_LIMITS = Limits(P.CONTROL_MAX_MSG, P.CONTROL_FRAMES, rcvhwm=100_000, sndhwm=100_000)
 BUCKETS_PER_MS = 10
+TIMER_SLICE = 0.002  # seconds: the loop's timer resolution
 
 
 # --- latency histograms (shared with the parent) ---------------------------------------------
@@ -88,6 +89,7 @@ class Sim:
     online: bool | None = None  # what the last heartbeat said
     first_sent: float = 0.0
     pause: float = 0.1
+    rid: int = 0  # its login's request id: sent again unchanged, as ControlClient does
 
 
 @dataclass(slots=True)
@@ -135,6 +137,7 @@ class Load:
             self.poller.register(s, zmq.POLLIN)
         self.by_sock = {s: i for i, s in enumerate(self.socks)}
         self.ids = [itertools.count(1) for _ in self.socks]
+        self.cids = [f"c{os.getpid()}-{i}" for i in range(len(self.socks))]
         self.pending: dict[tuple[int, int], Sent] = {}
         self.timers: list[tuple[float, int, int, str]] = []
         self.seq = itertools.count()
@@ -179,8 +182,12 @@ class Load:
             s.close(linger=0)
         self.ctx.term()
 
-    def st(self) -> Stats:
-        return self.stats.setdefault(self.phase, Stats())
+    def st(self, phase: str | None = None) -> Stats:
+        phase = self.phase if phase is None else phase
+        st = self.stats.get(phase)
+        if st is None:
+            st = self.stats[phase] = Stats()
+        return st
 
 
 def _sim(item: dict[str, Any], sock: int) -> Sim:
@@ -213,7 +220,9 @@ class Driver(Load):
             if now - last_sweep > 0.5:
                 self._sweep(now)
                 last_sweep = now
-            wait = 0.05 if not self.timers else min(0.05, max(0.0, self.timers[0][0] - now))
+            # Timers fire in slices of TIMER_SLICE (heartbeats a millisecond late are still on
+            # time); replies wake the loop at once, so their latency is read to the microsecond.
+            wait = 0.05 if not self.timers else min(0.05, max(TIMER_SLICE, self.timers[0][0] - now))
             for what, _ in self.poller.poll(wait * 1000):
                 if what == stdin:
                     self._commands(stdin)
@@ -225,11 +234,13 @@ class Driver(Load):
     def send(self, sid: int, op: str, args: dict[str, Any], *, batch: int = 0, rid: int = 0) -> int:
         sim = self.sims[sid]
         rid = rid or next(self.ids[sim.sock])
-        header: dict[str, Any] = {"id": rid, "op": op, "cid": f"c{os.getpid()}-{sim.sock}", "args": args}
+        header: dict[str, Any] = {"id": rid, "op": op, "cid": self.cids[sim.sock], "args": args}
         if sim.token and op != P.OP_LOGIN:
             header["token"] = sim.token
+        sock = self.socks[sim.sock]
         try:
-            self.socks[sim.sock].send_multipart([P.CONTROL_TAG, orjson.dumps(header)], zmq.NOBLOCK)
+            sock.send(P.CONTROL_TAG, zmq.SNDMORE | zmq.NOBLOCK)
+            sock.send(orjson.dumps(header))  # the rest of a message never blocks
         except zmq.Again:
             self.st().errors[f"{op}:send_queue_full"] += 1
             return 0
@@ -273,8 +284,10 @@ class Driver(Load):
         self._at(nxt if nxt > now else now + self.interval, sid, "beat")
 
     def _login(self, sid: int) -> None:
+        """A login, or the same login again (same id: a retry while its hash is being computed
+        only moves where the tracker sends the reply)."""
         sim = self.sims[sid]
-        self.send(sid, P.OP_LOGIN, {"user": sim.user, "password": sim.password})
+        sim.rid = self.send(sid, P.OP_LOGIN, {"user": sim.user, "password": sim.password}, rid=sim.rid)
 
     def _probe(self, now: float) -> None:
         if not self.probes:
@@ -310,7 +323,7 @@ class Driver(Load):
             sent = self.pending.pop((i, h["id"]), None)
             if sent is None:
                 continue  # an answer to an attempt given up on
-            st = self.stats.setdefault(sent.phase, Stats())
+            st = self.st(sent.phase)
             if h["ok"]:
                 st.ok[sent.op] += 1
                 st.hist.setdefault(sent.op, Counter())[bucket(now - sent.at)] += 1
@@ -372,7 +385,7 @@ class Driver(Load):
         late = [(k, s) for k, s in self.pending.items() if now - s.at > TIMEOUT]
         for k, s in late:
             del self.pending[k]
-            self.stats.setdefault(s.phase, Stats()).timeouts[s.op] += 1
+            self.st(s.phase).timeouts[s.op] += 1
             sim = self.sims[s.sid]
             if s.op == P.OP_HEARTBEAT:
                 sim.beat_out = False

@@ -7,6 +7,8 @@ copies: reported as met or not).
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -23,55 +25,81 @@ def _ms(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}"
 
 
+def burst_rounds(r: dict[str, Any], op: str, prefix: str = "burst") -> dict[str, Any]:
+    """An operation's latency in each burst (or each window after one): p50 and p99 per round,
+    and their medians."""
+    rows = [r["load"]["latency"].get(f"{prefix}{b}/{op}", {}) for b in range(1, r["sizes"]["bursts"] + 1)]
+    p50 = [row.get("p50_ms") for row in rows]
+    p99 = [row.get("p99_ms") for row in rows]
+    return {
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "p50_median_ms": _median(p50),
+        "p99_median_ms": _median(p99),
+        "requests": sum(row.get("count", 0) for row in rows),
+    }
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = sorted(v for v in values if v is not None)
+    return statistics.median(known) if known else None
+
+
 def checks(r: dict[str, Any]) -> list[dict[str, Any]]:
-    s, load = r["sizes"], r["load"]
     out: list[dict[str, Any]] = []
 
     def add(kind: str, what: str, figure: str, target: str, met: bool) -> None:
         out.append({"kind": kind, "what": what, "figure": figure, "target": target, "met": bool(met)})
 
     for op in OPS:
-        row = load["latency"].get(f"burst/{op}", {})
-        p99 = row.get("p99_ms")
+        b = burst_rounds(r, op)
+        p99 = b["p99_median_ms"]
+        rounds = ", ".join(_ms(v) for v in b["p99_ms"])
         add(
             "target",
-            f"{op} p99 during the login burst",
-            f"{_ms(p99)} ms",
-            "< 50 ms",
+            f"{op} p99 during a burst of logins (median of {len(b['p99_ms'])})",
+            f"{_ms(p99)} ms ({rounds})",
+            f"< {P99_TARGET_MS:.0f} ms",
             p99 is not None and p99 < P99_TARGET_MS,
         )
-    dropped = sum(load["offline_answers"].values()) + r["tracker_log"]["dropped_peers"]
+    _presence_checks(r, add)
+    _result_checks(r, add)
+    return out
+
+
+Add = Callable[[str, str, str, str, bool], None]
+
+
+def _presence_checks(r: dict[str, Any], add: Add) -> None:
+    load = r["load"]
+    offline, dropped = sum(load["offline_answers"].values()), r["tracker_log"]["dropped_peers"]
     lost = load["sessions"] - load["online_at_end"]
     add(
         "target",
         "peers dropped (online=false answers, tracker drops, not online at the end)",
-        f"{sum(load['offline_answers'].values())}, {r['tracker_log']['dropped_peers']}, {lost}",
+        f"{offline}, {dropped}, {lost} of {load['sessions']}",
         "0, 0, 0",
-        dropped == 0 and lost == 0,
+        offline == 0 and dropped == 0 and lost == 0,
     )
-    lg = r["logins"]
-    add(
-        "correct",
-        "logins answered",
-        f"{lg['ok']}/{lg['count']} in {lg['seconds']:.1f}s",
-        "all",
-        lg["ok"] == lg["count"],
-    )
+    rounds = r["logins"]
+    ok, count = sum(x["ok"] for x in rounds), sum(x["count"] for x in rounds)
+    took = ", ".join(f"{x['seconds']:.1f}" for x in rounds)
+    add("correct", "logins answered", f"{ok}/{count} (bursts of {took} s)", "all", ok == count)
+
+
+def _result_checks(r: dict[str, Any], add: Add) -> None:
+    s = r["sizes"]
     lf, gr = r["listings"][P.OP_LIST_FILES], r["listings"][P.OP_LIST_GROUPS]
+    figure = f"{lf['distinct']} files, {lf['pages']} pages, {lf['seconds']:.2f}s"
     add(
         "correct",
         "list_files of the large group",
-        f"{lf['distinct']} files, {lf['pages']} pages",
+        figure,
         f"{s['big_files']}",
         lf["distinct"] == s["big_files"],
     )
-    add(
-        "correct",
-        "list_groups",
-        f"{gr['distinct']} groups, {gr['pages']} pages",
-        f"{s['all_groups']}",
-        gr["distinct"] == s["all_groups"],
-    )
+    figure = f"{gr['distinct']} groups, {gr['pages']} pages, {gr['seconds']:.2f}s"
+    add("correct", "list_groups", figure, f"{s['all_groups']}", gr["distinct"] == s["all_groups"])
     pop = r["popular"]
     add(
         "correct",
@@ -81,21 +109,10 @@ def checks(r: dict[str, Any]) -> list[dict[str, Any]]:
         pop["verified"] and pop["holders_total"] >= s["holders"],
     )
     sw = r["swarm"]
-    add(
-        "correct",
-        "swarm downloads verified",
-        f"{sw['verified']}/{sw['downloaders']}",
-        "all",
-        sw["verified"] == sw["downloaders"],
-    )
-    add(
-        "target",
-        "copies the swarm's seeder served",
-        f"{sw['seeder_copies']:.2f}",
-        "< 4",
-        sw["seeder_copies"] < SEEDER_COPIES,
-    )
-    return out
+    figure = f"{sw['verified']}/{sw['downloaders']}"
+    add("correct", "swarm downloads verified", figure, "all", sw["verified"] == sw["downloaders"])
+    figure = f"{sw['seeder_copies']:.2f}"
+    add("target", "copies the swarm's seeder served", figure, "< 4", sw["seeder_copies"] < SEEDER_COPIES)
 
 
 def print_tables(console: Console, r: dict[str, Any]) -> None:
@@ -110,6 +127,7 @@ def print_tables(console: Console, r: dict[str, Any]) -> None:
                 phase, op, str(row["count"]), _ms(row["p50_ms"]), _ms(row["p99_ms"]), _ms(row["max_ms"])
             )
     console.print(t)
+    _cpu(console, r)
     _costs(console, r)
     c = Table(title="Issue 11 targets")
     for col in ("check", "figure", "target", "met"):
@@ -145,6 +163,25 @@ def _costs(console: Console, r: dict[str, Any]) -> None:
         f"download of the file with {pop['holders_total']} holders",
         f"{pop['seconds']:.1f}s, {pop['mb_per_s']:.0f} MB/s",
     )
+    console.print(t)
+
+
+def _cpu(console: Console, r: dict[str, Any]) -> None:
+    t = Table(
+        title=f"CPU by phase, % of one core ({r['cpu'].get('before', {}).get('cores', '?')} cores in all)"
+    )
+    for col in ("phase", "seconds", "tracker", "load processes", "real peers", "everything else", "machine"):
+        t.add_column(col, justify="left" if col == "phase" else "right")
+    for phase, row in r["cpu"].items():
+        t.add_row(
+            phase,
+            f"{row['seconds']:.1f}",
+            f"{row['tracker_pct']:.0f}",
+            f"{row['loads_pct']:.0f}",
+            f"{row['peers_pct']:.0f}",
+            f"{row['others_pct']:.0f}",
+            f"{row['machine_pct']:.0f}",
+        )
     console.print(t)
 
 

@@ -1,7 +1,7 @@
 """The durable state behind ``scripts/bench --scale``, written straight into a tracker's SQLite
 file before the tracker starts (``launch.bulk``: one password hash for every user).
 
-Names: simulated peers ``u00000``..; users that log in during the burst ``l0000``..; groups
+Names: simulated peers ``u00000``..; users that log in during the bursts ``l00000``..; groups
 ``g00``.. (the first holds the large file list; the last two hold the swarm files); extra
 one-member groups ``x00000``.. up to the list_groups count; ``acc-small`` and ``acc-big`` for
 the accept_request rate, with pending requests from ``ra*``/``rb*``. ``owner`` administers
@@ -34,6 +34,7 @@ class Sizes:
     big_files: int = 20_000  # files of the first group (a list_files of all of them)
     all_groups: int = 20_000  # groups in all (a list_groups of all of them)
     logins: int = 500  # real logins fired at once
+    bursts: int = 3  # bursts of logins (new users each time): latency figures are their medians
     holders: int = 2_000  # simulated holders of the popular file
     holder_seeders: int = 4  # real seeder processes behind them
     popular_size: int = 16 << 20
@@ -44,7 +45,7 @@ class Sizes:
     accept_big: int = 10_000  # ... and of the big one
     accepts: int = 2_000  # accept_request calls in each
     procs: int = 2  # load processes
-    per_socket: int = 100  # simulated sessions per DEALER socket
+    per_socket: int = 500  # simulated sessions per DEALER socket
     window: float = 5.0  # seconds measured before and after the login burst
     list_files_rate: float = 20.0  # list_files probes per second (all load processes)
     holders_rate: float = 100.0  # holders probes per second
@@ -58,6 +59,7 @@ QUICK = Sizes(
     big_files=500,
     all_groups=1_000,
     logins=20,
+    bursts=1,
     holders=100,
     holder_seeders=2,
     popular_size=2 << 20,
@@ -77,6 +79,10 @@ QUICK = Sizes(
 
 def peer_name(i: int) -> str:
     return f"u{i:05d}"
+
+
+def login_name(j: int) -> str:
+    return f"l{j:05d}"
 
 
 def group_name(k: int) -> str:
@@ -117,8 +123,8 @@ def _members(s: Sizes) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {group_name(k): [] for k in range(s.groups)}
     for i in range(s.peers):
         out[group_name(i % s.groups)].append(peer_name(i))
-    for j in range(s.logins):
-        out[group_name(j % s.groups)].append(f"l{j:04d}")
+    for j in range(s.logins * s.bursts):
+        out[group_name(j % s.groups)].append(login_name(j))
     return out
 
 
@@ -157,7 +163,7 @@ def build(db: str, s: Sizes, holder_keys: list[str], client_key: str, popular: s
 
 def _fill(store: Store, s: Sizes, holder_keys: list[str], client_key: str, popular: str, swarm: str) -> State:
     sims = [peer_name(i) for i in range(s.peers)]
-    logins = [f"l{j:04d}" for j in range(s.logins)]
+    logins = [login_name(j) for j in range(s.logins * s.bursts)]
     real = [f"hs{k}" for k in range(s.holder_seeders)] + ["seed", "pd"]
     real += [f"d{j:02d}" for j in range(s.downloaders)]
     bulk.users(store, [OWNER, *sims, *logins, *real], PASSWORD)
