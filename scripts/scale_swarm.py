@@ -130,11 +130,15 @@ def swarm(spawn: Spawn, state: State, src: str, outdir: str, timeout: float) -> 
         p.p.stdin.write(f"download_file {group} {SWARM} {os.path.join(outdir, p.name)}\nwait\nquit\n")
         p.p.stdin.close()
     left: dict[str, float] = {}
-    deadline = t0 + timeout
+    timeline: list[tuple[float, float, int]] = []  # (seconds, copies the seeder read, peers left)
+    deadline, next_sample = t0 + timeout, t0
     while len(left) < len(dls) and time.monotonic() < deadline:
         for p in dls:
             if p.name not in left and not p.alive():
                 left[p.name] = time.monotonic() - t0
+        if time.monotonic() >= next_sample:
+            next_sample += 1.0
+            timeline.append((time.monotonic() - t0, (proc_rchar(seed.pid) - rchar0) / size, len(left)))
         time.sleep(0.05)
     seconds = time.monotonic() - t0
     rchar = proc_rchar(seed.pid) - rchar0
@@ -149,6 +153,7 @@ def swarm(spawn: Spawn, state: State, src: str, outdir: str, timeout: float) -> 
         "seeder_pieces": from_seed,
         "seeder_copies": from_seed / pieces,
         "seeder_read_copies": rchar / size,  # every byte its process read: pieces sent, and more
+        "seeder_timeline": timeline,
         "rows": rows,
     }
 
