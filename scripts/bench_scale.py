@@ -36,6 +36,7 @@ import zmq
 from rich.console import Console
 from scale_cpu import CpuMeter
 from scale_load import merge, percentile
+from scale_ping import Pinger
 from scale_state import FULL, QUICK, Sizes, State
 
 from broker.client import ControlClient
@@ -136,12 +137,16 @@ class ScaleBench:
         self.burst(state)
         self.listings(state)
         self.popular(state, files["popular"])
+        stop_mark, stopped = self.log_size(), time.monotonic()
         self.stop_loads()
-        r["tracker_log"] = self.dropped_since(log_mark)
+        r["tracker_log"] = self.dropped_between(log_mark, stop_mark)
+        self.crowd_expiry(stop_mark, r["load"]["sessions"], stopped)
         self.say(f"swarm: 1 real seeder, {s.downloaders} real downloaders that leave as they finish")
+        pinger = self.pinger()
         r["swarm"] = scale_swarm.swarm(
             self.peer, state, files["swarm"], os.path.join(self.workdir, "out", "swarm"), 600
         )
+        r["swarm"]["ping"] = pinger.finish()
         r["elapsed_s"] = time.monotonic() - self.started
         return r
 
@@ -290,15 +295,36 @@ class ScaleBench:
         path = os.path.join(os.path.dirname(self.db), "tracker.log")
         return os.path.getsize(path) if os.path.exists(path) else 0
 
-    def dropped_since(self, offset: int) -> dict[str, Any]:
-        """What the tracker's log says about silent peers it dropped since ``offset``."""
-        with open(
-            os.path.join(os.path.dirname(self.db), "tracker.log"), encoding="utf-8", errors="replace"
-        ) as f:
-            f.seek(offset)
-            text = f.read()
+    def dropped_between(self, start: int, end: int | None = None) -> dict[str, Any]:
+        """What the tracker's log says about silent peers it dropped between two offsets."""
+        with open(os.path.join(os.path.dirname(self.db), "tracker.log"), "rb") as f:
+            f.seek(start)
+            text = f.read(-1 if end is None else end - start).decode("utf-8", "replace")
         drops = [int(n) for n in re.findall(r"(\d+) silent peer\(s\) dropped", text)]
         return {"dropped_peers": sum(drops), "drop_events": len(drops)}
+
+    def pinger(self) -> Pinger:
+        assert self.tracker is not None
+        p = Pinger(self.ctx, self.tracker.endpoint, self.tracker.key, CLIENT)
+        p.start()
+        return p
+
+    def crowd_expiry(self, mark: int, sessions: int, stopped: float) -> None:
+        """Every simulated peer went silent at once (at ``stopped``): how long the tracker takes
+        to drop them all, and how long it takes meanwhile to answer a ping."""
+        pinger = self.pinger()
+        while time.monotonic() - stopped < 30:
+            if self.dropped_between(mark)["dropped_peers"] >= sessions:
+                break
+            time.sleep(0.2)
+        seconds = time.monotonic() - stopped
+        time.sleep(0.5)
+        ping = pinger.finish()
+        self.results["crowd_expiry"] = self.dropped_between(mark) | {"seconds": seconds, "ping": ping}
+        self.say(
+            f"{sessions} silent sessions dropped {seconds:.1f}s after they stopped; "
+            f"ping meanwhile: max {ping.get('max_ms', 0):.0f} ms"
+        )
 
 
 def login_sims(users: list[str]) -> list[dict[str, Any]]:

@@ -158,6 +158,13 @@ def _costs(console: Console, r: dict[str, Any]) -> None:
         f"{sw['seconds']:.1f}s; seeder served {sw['seeder_copies']:.2f} copies "
         f"({sw['seeder_read_copies']:.2f} by bytes it read)",
     )
+    ce = r["crowd_expiry"]
+    ping = ce["ping"]
+    t.add_row(
+        f"{ce['dropped_peers']} sessions go silent at once: all dropped after",
+        f"{ce['seconds']:.1f}s; ping meanwhile {_ping(ping)}",
+    )
+    t.add_row("tracker ping during the swarm", _ping(sw["ping"]))
     pop = r["popular"]
     t.add_row(
         f"download of the file with {pop['holders_total']} holders",
@@ -183,6 +190,12 @@ def _cpu(console: Console, r: dict[str, Any]) -> None:
             f"{row['machine_pct']:.0f}",
         )
     console.print(t)
+
+
+def _ping(p: dict[str, Any]) -> str:
+    if not p.get("count"):
+        return "no ping answered"
+    return f"p50 {p['p50_ms']:.0f} ms, p99 {p['p99_ms']:.0f} ms, max {p['max_ms']:.0f} ms"
 
 
 def _members_key(group: str) -> str:
