@@ -1,12 +1,16 @@
 """A DEALER client for request/reply with ids, timeouts and retries (Lazy Pirate, with DEALER).
 
 Each request carries an id; replies with other ids are stale (answers to attempts we gave up on)
-and are dropped. On a timeout the socket is closed with LINGER 0 and made anew, on the next
-tracker of the set if there are several, so a dead link cannot keep queued requests, and the
-same request (same client id and request id) is sent again: trackers answer a retried write
-from their shared reply cache rather than doing it twice. The tracker may also push messages
-on the same socket; they go to ``on_push``. Every socket is a CURVE client of the trackers'
-key; a handshake the tracker refused is reported as such, not as a silent timeout.
+and are dropped. On a timeout the same request (same client id and request id) is sent again:
+trackers answer a retried write from their shared reply cache rather than doing it twice. With
+several trackers the socket is first closed with LINGER 0 and made anew on the next one, so a
+dead link cannot keep queued requests. With one tracker the socket stays: a tracker that is
+slow is not dead (ZMTP heartbeats find a dead link and ZeroMQ reconnects by itself), and a new
+socket would cost it one more CURVE handshake just when it is short of time; peers that did so
+every second under load stopped getting heartbeats through at all (``scripts/bench --scale``).
+The tracker may also push messages on the same socket; they go to ``on_push``. Every socket is
+a CURVE client of the trackers' key; a handshake the tracker refused is reported as such, not
+as a silent timeout.
 """
 
 from __future__ import annotations
@@ -125,8 +129,7 @@ class ControlClient:
                     f"key we trust ({self.trackers.server_key[:10]}...)",
                 )
             log.info("no reply to %s from %s (attempt %d/%d)", op, endpoint, attempt, attempts)
-            self.reset()
-            self.trackers.failed(endpoint)
+            self.unanswered(endpoint)
         raise LocalError(
             Code.TIMEOUT, f"no tracker answered {op} (tried {', '.join(self.trackers.endpoints)})"
         )
@@ -183,6 +186,13 @@ class ControlClient:
             failed |= bool(recv_monitor_message(mon)["event"] & _HANDSHAKE_FAILED)
         return failed
 
+    def unanswered(self, endpoint: str) -> None:
+        """A call to ``endpoint`` timed out: with several trackers, move to the next one on a
+        new socket; with one, keep the socket (see the module's docstring)."""
+        if len(self.trackers.endpoints) > 1:
+            self.reset()
+            self.trackers.failed(endpoint)
+
     def reset(self) -> None:
         """Drop the socket (and whatever it still queues); the next send makes a new one."""
         if self._sock is not None:
@@ -206,7 +216,7 @@ class AsyncControl:
     """One tracker call at a time without blocking: for a thread whose loop must keep moving.
 
     The owner starts a call and polls for its outcome from its own loop; a call that outlives
-    its timeout is abandoned (socket made anew, on the next tracker) and reported as ``None``,
+    its timeout is abandoned (on the next tracker, if there are several) and reported as ``None``,
     never retried here: the owner decides whether the call still matters. Pushes arriving on
     the socket go to ``on_push``.
     """
@@ -250,9 +260,7 @@ class AsyncControl:
         if reply is None and time.monotonic() < self._deadline:
             return None
         if reply is None:
-            endpoint = self.client.endpoint
-            self.client.reset()
-            self.client.trackers.failed(endpoint)
+            self.client.unanswered(self.client.endpoint)
         op, self.op = self.op, None
         return Outcome(op, reply)
 

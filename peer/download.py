@@ -87,7 +87,11 @@ class Download:
         self.part = PartFile(dest_dir, meta)
         self.final = self.part.final
         self.key = meta.key
-        self.picker = Picker(Bitfield(meta.num_pieces), max_per_holder=settings.max_per_holder)
+        self.picker = Picker(
+            Bitfield(meta.num_pieces),
+            max_per_holder=settings.max_per_holder,
+            max_in_flight=settings.workers * settings.max_per_holder,
+        )
         self.started = time.monotonic()
         self.schedule = Schedule(settings.piece_timeout, self.started)
         self.book = HolderBook(

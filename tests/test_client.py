@@ -31,6 +31,7 @@ class ScriptedTracker:
         self.endpoint = bound_endpoint(self.sock)
         self.script = script
         self.seen: list[Request] = []
+        self.routes: list[bytes] = []  # the routing id each request came from: its connection
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -43,6 +44,7 @@ class ScriptedTracker:
                 ident, *frames = self.sock.recv_multipart()
                 req = Request.decode(frames)
                 self.seen.append(req)
+                self.routes.append(ident)
                 for reply in self.script(len(self.seen), req):
                     self.sock.send_multipart([ident, *reply.encode()])
         finally:
@@ -75,6 +77,35 @@ def test_a_lost_request_is_retried_with_the_same_id(ctx: zmq.Context) -> None:
         assert tracker.seen[0] == tracker.seen[1]  # the very same request: the tracker can tell
     finally:
         client.close()
+        tracker.close()
+
+
+def test_with_one_tracker_a_retry_goes_on_the_same_connection(ctx: zmq.Context) -> None:
+    """A slow tracker is not a dead one: no new socket (and CURVE handshake) per timeout."""
+    tracker = ScriptedTracker(ctx, lambda n, req: [] if n == 1 else [Reply.success(req.id, {"n": n})])
+    client = ControlClient(ctx, trackers(tracker.endpoint), timeout=0.3, retries=2)
+    try:
+        assert client.call(P.OP_PING).unwrap() == {"n": 2}
+        assert len(tracker.routes) == 2 and tracker.routes[0] == tracker.routes[1]
+    finally:
+        client.close()
+        tracker.close()
+
+
+def test_with_one_tracker_an_async_call_that_timed_out_keeps_the_connection(ctx: zmq.Context) -> None:
+    answered = threading.Event()
+    tracker = ScriptedTracker(ctx, lambda n, req: [] if n == 1 else [Reply.success(req.id, {"n": n})])
+    link = AsyncControl(ctx, trackers(tracker.endpoint), timeout=0.3)
+    try:
+        for expected in (None, {"n": 2}):
+            link.start(P.OP_PING, {})
+            while (outcome := link.poll()) is None:
+                answered.wait(0.01)
+            assert (outcome.reply.result if outcome.reply else None) == expected
+            assert link.client.connected
+        assert len(tracker.routes) == 2 and tracker.routes[0] == tracker.routes[1]
+    finally:
+        link.close()
         tracker.close()
 
 

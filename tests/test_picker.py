@@ -99,6 +99,19 @@ def test_random_tie_break_differs_between_seeds(seed: int) -> None:
 # --- capacity -------------------------------------------------------------------------------
 
 
+def test_a_download_asks_for_at_most_max_in_flight_pieces_whatever_its_holders() -> None:
+    holders: dict[str, set[int] | None] = {f"H{i}": None for i in range(60)}
+    p = make(128, holders, max_per_holder=4, max_in_flight=16)
+    first = drain(p)
+    assert len(first) == 16 and len({piece for piece, _ in first}) == 16
+    assert max(Counter(h for _, h in first).values()) == 1  # spread over the least loaded
+    piece, hid = first[0]
+    p.done(piece, hid)  # one in, one more may go out
+    assert len(drain(p)) == 1
+    p.failed(*first[1], now=0.0)  # a failure frees its slot too
+    assert len(drain(p)) == 1
+
+
 def test_max_per_holder_is_respected() -> None:
     p = make(30, {"A": None, "B": None, "C": None}, max_per_holder=2)
     first = drain(p)

@@ -121,6 +121,17 @@ def test_expire_after_expiry_unseen(pr: Presence) -> None:
     assert pr.count(KEY) == 0
 
 
+def test_a_crowd_that_goes_silent_at_once_is_dropped_a_bounded_number_per_pass(pr: Presence) -> None:
+    for i in range(7):
+        session = f"t{i}".encode()
+        pr.announce(Online(session, f"u{i}", key_of(f"t{i}"), f"tcp://h{i}:1", False), b"r", T0)
+        pr.serve(session, KEY, None)
+    pr.changes.clear()
+    assert [pr.expire(T0 + 6.0, limit=3) for _ in range(4)] == [3, 3, 1, 0]
+    assert pr.count(KEY) == 0
+    assert sorted(c.left for c in pr.changes) == sorted(key_of(f"t{i}") for i in range(7))
+
+
 def test_drop_is_idempotent(pr: Presence) -> None:
     pr.announce(Online(b"ta", "alice", key_of("ta"), "tcp://a:1", False), b"route-ta", T0)
     pr.serve(b"ta", KEY, None)

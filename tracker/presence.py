@@ -25,6 +25,9 @@ Target = tuple[str, bytes]  # (tracker id, routing id of a connection on that tr
 SUBSCRIPTION = 30.0  # seconds a holders request subscribes its connection to the file's changes
 DEAD_TRACKER = 10.0  # seconds without processing its queue after which a tracker counts as gone
 FORGET_TRACKER = 3600.0  # seconds after which a gone tracker's row is removed
+# Sessions dropped per expiry pass (a tick): 10,000 peers that vanish at once (11,500 sessions
+# serving 100,000 files: 0.4 s in one pass) go in short passes instead of one stall.
+EXPIRE_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,11 +203,12 @@ class Presence:
             at,
         )
 
-    def expire(self, now: float, drained: float | None = None) -> int:
-        """Drop sessions whose lease ran out; how many went. Our sessions: unseen for ``expiry``
-        before ``drained`` (default ``now``). Sessions of a tracker that has processed nothing
-        for DEAD_TRACKER seconds (gone, and its peers with it or moved elsewhere): unseen for
-        ``expiry`` before now. Other live trackers expire their own."""
+    def expire(self, now: float, drained: float | None = None, limit: int = EXPIRE_BATCH) -> int:
+        """Drop sessions whose lease ran out, ``limit`` at most; how many went. Our sessions:
+        unseen for ``expiry`` before ``drained`` (default ``now``). Sessions of a tracker that
+        has processed nothing for DEAD_TRACKER seconds (gone, and its peers with it or moved
+        elsewhere): unseen for ``expiry`` before now. Other live trackers expire their own.
+        A crowd that goes silent at once is dropped over several calls (ticks), each short."""
         drained = now if drained is None else drained
         live = [
             str(r[0]) for r in self.db.all("SELECT id FROM trackers WHERE drained > ?", now - DEAD_TRACKER)
@@ -217,10 +221,14 @@ class Presence:
         )
         gone = 0
         for where, params in (mine, orphans):
-            self._left(where, *params)
-            sessions = f"SELECT o.session FROM online o WHERE {where}"
-            self.db.run(f"DELETE FROM serving WHERE session IN ({sessions})", *params)
-            gone += self.db.run(f"DELETE FROM online WHERE session IN ({sessions})", *params)
+            sql = f"SELECT o.session FROM online o WHERE {where} LIMIT ?"
+            sessions = [bytes(r[0]) for r in self.db.all(sql, *params, limit - gone)] if gone < limit else []
+            for i in range(0, len(sessions), 500):  # a statement's parameters stay few
+                part = sessions[i : i + 500]
+                marks = ",".join("?" * len(part))
+                self._left(f"o.session IN ({marks})", *part)
+                self.db.run(f"DELETE FROM serving WHERE session IN ({marks})", *part)
+                gone += self.db.run(f"DELETE FROM online WHERE session IN ({marks})", *part)
         self.db.run("DELETE FROM subscriptions WHERE until < ?", now)
         self.db.run("DELETE FROM trackers WHERE drained < ?", now - FORGET_TRACKER)
         return gone
