@@ -15,6 +15,10 @@ Sections (all by default; ``--only a,b`` runs some):
   push        how fast a running download sees a dead holder and a new one (1 tracker on SQLite,
               2 on PostgreSQL with holders and downloader on different trackers).
 Each figure is the median of several runs with min and max; the JSON file (--json) has every run.
+
+``scripts/bench --scale [--quick]`` runs the scale benchmark instead (scripts/bench_scale.py:
+10,000 simulated peers on the wire, a login burst, listings of 20,000 files, a 60-downloader
+swarm); it takes its own options (``--scale --help``).
 """
 
 from __future__ import annotations
@@ -194,6 +198,11 @@ def run_sections(args: argparse.Namespace, console: Console, results: dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--scale" in argv:
+        import bench_scale
+
+        return bench_scale.main([a for a in argv if a != "--scale"])
     args = parse_args(argv)
     console = Console()
     if not console.is_terminal:

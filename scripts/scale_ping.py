@@ -25,24 +25,24 @@ class Pinger(threading.Thread):
         self.every = every
         self.latencies: list[float] = []
         self.failed = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 t0 = time.monotonic()
                 try:
                     self.client.call(P.OP_PING)
                     self.latencies.append(time.monotonic() - t0)
                 except TorrentError:
                     self.failed += 1
-                self._stop.wait(max(0.0, self.every - (time.monotonic() - t0)))
+                self._halt.wait(max(0.0, self.every - (time.monotonic() - t0)))
         finally:
             self.client.close()
 
     def finish(self) -> dict[str, Any]:
         """Stop; the latencies seen (milliseconds)."""
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=35)
         lat = sorted(self.latencies)
         if not lat:
