@@ -11,9 +11,10 @@ about 400 with it).
 
 Rarity is the number of usable holders that have a piece; ties are broken at random (so
 downloaders of the same file spread out). Among holders of the chosen piece the one with the
-fewest pieces in flight from us wins; ties go to the one that has served us least, which keeps
-equal holders evenly loaded. When every missing piece is in flight, an idle holder may take a
-second copy of a piece in flight elsewhere (endgame), at most one duplicate per piece.
+fewest pieces in flight from us wins; ties go to a partial holder before a complete one, then
+to the one that has served us least, which keeps equal holders evenly loaded. When every
+missing piece is in flight, an idle holder may take a second copy of a piece in flight
+elsewhere (endgame), at most one duplicate per piece.
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ class HolderState:
 
     def has(self, piece: int) -> bool:
         return self.have is None or piece in self.have
+
+
+def _rank(h: HolderState) -> tuple[int, bool, int]:
+    """Fewest pieces in flight first; at equal load a fellow downloader before a complete
+    holder (a seeder's upload is the swarm's scarcest: what others can give, they should);
+    then the one that has served us least."""
+    return h.load, h.have is None, h.served + h.load
 
 
 class Picker:
@@ -138,9 +146,8 @@ class Picker:
         return choice
 
     def _least_loaded(self, candidates: list[HolderState]) -> str:
-        best = min((h.load, h.served + h.load) for h in candidates)
-        ties = [h for h in candidates if (h.load, h.served + h.load) == best]
-        return self.rng.choice(ties).id
+        best = min(_rank(h) for h in candidates)
+        return self.rng.choice([h for h in candidates if _rank(h) == best]).id
 
     def _endgame(self, ready: list[HolderState]) -> tuple[int, str] | None:
         if self.pending_count():

@@ -29,6 +29,7 @@ from messages.records import Revocation
 from .budget import SendBudget
 from .library import Library, Share
 from .revocations import Revocations
+from .slots import UploadSlots
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class PieceServer:
         revoked: Revocations | None = None,
         budget: SendBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
+        slots: UploadSlots | None = None,
     ) -> None:
         self.library = library
         self.grants: GrantChecker | None = None  # set once the tracker gave us its grant key
@@ -67,6 +69,7 @@ class PieceServer:
         # seeder must share the very list the peer's pushes fill.
         self.revoked = revoked if revoked is not None else Revocations()
         self.budget = budget or SendBudget()
+        self.slots = slots or UploadSlots()
         self.clock = clock
         self._fds: dict[str, int] = {}
 
@@ -106,7 +109,12 @@ class PieceServer:
             raise Refused(Code.BAD_GRANT, "access revoked: " + _why(rev))
 
     def _piece(self, share: Share, piece: int, requester: str) -> zmq.Frame:
-        buf = self.budget.take(requester, share.meta.piece_size, self.clock())
+        now = self.clock()
+        if not self.slots.admit(requester, now):
+            raise Refused(
+                Code.BUSY, "this holder serves others right now; ask another one or try again shortly"
+            )
+        buf = self.budget.take(requester, share.meta.piece_size, now)
         if buf is None:
             raise Refused(Code.BUSY, "this holder is busy; ask another one or try again shortly")
         try:

@@ -60,6 +60,14 @@ def test_least_loaded_holder_that_has_the_piece(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_at_equal_load_a_partial_holder_is_asked_before_a_complete_one(seed: int) -> None:
+    # The seeder S and the downloader D hold every piece: D is asked first, S next, and so on
+    # while both have room (least loaded first).
+    p = make(8, {"S": None, "D": set(range(8))}, seed=seed, max_per_holder=2)
+    assert [hid for _, hid in drain(p)] == ["D", "S", "D", "S"]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_in_flight_load_is_spread_between_equal_holders(seed: int) -> None:
     p = make(20, {"A": None, "B": None, "C": None}, seed=seed, max_per_holder=4)
     load: Counter[str] = Counter()
