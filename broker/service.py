@@ -21,6 +21,7 @@ import zmq
 
 from messages.frames import as_bytes
 
+from .guard import INTERVAL, ConnectionGuard
 from .keys import KeyPair
 from .sockets import Limits, bound_endpoint, recv_bounded, router
 
@@ -50,6 +51,7 @@ class Watch(Protocol):
 
 
 BATCH_BYTES = 4 * 1024 * 1024
+BATCH_FRAMES = 16 * 1024  # frames cost time to read even when dropped: bound a batch's work too
 
 
 def frames_size(frames: list[Any]) -> int:
@@ -79,6 +81,7 @@ class RouterService:
         each reply goes out, e.g. to pace replies under an upload limit. With ``keys`` the
         socket is a CURVE server."""
         self.sock = router(ctx, bind, limits, keys)
+        self.guard = ConnectionGuard(self.sock, limits.backlog, limits.backlog_total)
         self.endpoint = bound_endpoint(self.sock)
         self.limits = limits
         self.handler = handler
@@ -102,11 +105,13 @@ class RouterService:
             while not stop.is_set():
                 poller, polled = self._poller(watches)
                 timeout = max(0.0, next_tick - time.monotonic())
-                ready = dict(poller.poll(int(min(timeout, 0.2) * 1000)))
+                ready = dict(poller.poll(int(min(timeout, INTERVAL) * 1000)))
                 if not ready:
                     self.empty_at = time.monotonic()
                 if self.sock in ready:
                     self._serve_batch()
+                for fd in self.guard.check(time.monotonic()):
+                    self.guard.shutdown(fd)
                 due = time.monotonic() >= next_tick
                 for w, p in polled:
                     if due or (p is not None and p in ready):
@@ -115,6 +120,7 @@ class RouterService:
                     self._send_all(on_tick() or ())
                     next_tick = time.monotonic() + tick
         finally:
+            self.guard.close()
             self.sock.close(linger=0)
 
     def _poller(self, watches: list[Watch]) -> tuple[zmq.Poller, list[tuple[Watch, Any]]]:
@@ -133,12 +139,20 @@ class RouterService:
             self.send(ident, frames)
 
     def take_batch(self) -> list[Inbound]:
-        """What is waiting, up to ``batch`` messages or BATCH_BYTES, whichever comes first."""
+        """What is waiting, up to ``batch`` messages, BATCH_BYTES or BATCH_FRAMES, whichever
+        comes first."""
         batch: list[Inbound] = []
         size = 0
-        while len(batch) < self.batch and size < BATCH_BYTES:
+        frames_before = self.guard.frames
+        while (
+            len(batch) < self.batch
+            and size < BATCH_BYTES
+            and self.guard.frames - frames_before < BATCH_FRAMES
+        ):
             try:
-                frames = recv_bounded(self.sock, self.limits.max_frames, zmq.NOBLOCK, copy=False)
+                frames = recv_bounded(
+                    self.sock, self.limits.max_frames, zmq.NOBLOCK, copy=False, guard=self.guard
+                )
             except zmq.Again:
                 self.empty_at = time.monotonic()  # everything sent before now is in this batch
                 break

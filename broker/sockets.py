@@ -3,9 +3,11 @@
 LINGER is short everywhere so that closing never hangs on unsent messages (pyzmq#102,
 libzmq#2586). ZeroMQ bounds a message only frame by frame (MAXMSGSIZE), so a hostile peer could
 send one message of thousands of maximal frames: ``recv_bounded`` reads frame by frame and
-keeps at most a message's worth, throwing the rest away as it arrives, and small receive HWMs
-cap how many messages libzmq queues per connection. Together they bound what any sender can
-make us hold.
+keeps at most a message's worth, throwing the rest away, and small receive HWMs cap how many
+messages libzmq queues per connection. That bounds what we hold once a message is ours, but not
+what libzmq holds before: a message is readable only once all its frames are in, so a message
+that never ends grows inside libzmq. ``broker.guard.ConnectionGuard`` bounds that, per
+connection (``Limits.backlog``) and for a whole socket (``Limits.backlog_total``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import zmq
 
 from messages import protocol as P
 
+from .guard import ConnectionGuard
 from .keys import KeyPair, client_curve, serve_curve
 
 LINGER_MS = 200
@@ -31,6 +34,12 @@ class Limits:
     max_frames: int  # frames of a message kept (the routing id included on a ROUTER)
     rcvhwm: int = 1000  # messages queued per connection, inbound
     sndhwm: int = 1000  # messages queued per connection, outbound
+    # Wire bytes libzmq may hold for one connection (the frames of a message not yet ended, and
+    # whole messages not yet taken), and for all connections of a socket (see ConnectionGuard).
+    # Our clients have a request or a few small ones outstanding; one that sends faster than it
+    # is served, or a message that never ends, is hung up on.
+    backlog: int = 256 * 1024
+    backlog_total: int = 16 * 1024 * 1024
 
 
 def new_context() -> zmq.Context:
@@ -44,6 +53,16 @@ def _apply(sock: zmq.Socket, limits: Limits) -> None:
     sock.setsockopt(zmq.MAXMSGSIZE, limits.max_msg)
     sock.setsockopt(zmq.SNDHWM, limits.sndhwm)
     sock.setsockopt(zmq.RCVHWM, limits.rcvhwm)
+    # A peer that vanished without a word is found by TCP keepalives. Not by ZMTP heartbeats:
+    # in libzmq (4.3.5 and master, libzmq#4364, #3937) the heartbeat timer of a connection whose
+    # input is stopped (its queue at RCVHWM) and whose peer hung up asserts (!_io_error) and
+    # aborts the whole process, so any client could crash a tracker or a seeder by filling its
+    # queue and resetting the connection (tests/test_hostile.py). Connections that stop reading
+    # are dropped by broker.guard instead; requests have their own timeouts.
+    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 10)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, 2)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, 3)
 
 
 def router(ctx: zmq.Context, bind: str, limits: Limits, keys: KeyPair | None = None) -> zmq.Socket:
@@ -58,10 +77,6 @@ def router(ctx: zmq.Context, bind: str, limits: Limits, keys: KeyPair | None = N
         sock.setsockopt(zmq.LINGER, LINGER_MS)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         _apply(sock, limits)
-        # A connection that stops answering ZMTP pings (a stuck or hostile client) is dropped,
-        # and with it whatever we had queued for it.
-        sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
-        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 4000)
         sock.bind(bind)
     except zmq.ZMQError:
         sock.close(linger=0)
@@ -72,8 +87,8 @@ def router(ctx: zmq.Context, bind: str, limits: Limits, keys: KeyPair | None = N
 def dealer(
     ctx: zmq.Context, endpoint: str, limits: Limits, keys: KeyPair | None = None, server_key: str = ""
 ) -> zmq.Socket:
-    """A DEALER that reconnects quickly and detects a dead link by ZMTP heartbeats; a CURVE
-    client of ``server_key`` when given ``keys``."""
+    """A DEALER that reconnects quickly; a CURVE client of ``server_key`` when given ``keys``.
+    (A dead link is found by the caller's request timeouts, and by TCP keepalives.)"""
     sock = ctx.socket(zmq.DEALER)
     try:
         configure_dealer(sock, limits, keys, server_key)
@@ -87,7 +102,7 @@ def dealer(
 def configure_dealer(
     sock: zmq.Socket, limits: Limits, keys: KeyPair | None = None, server_key: str = ""
 ) -> None:
-    """Options for a DEALER: set before connect (heartbeat and CURVE options only apply then)."""
+    """Options for a DEALER: set before connect (CURVE and TCP options only apply then)."""
     if keys is not None and server_key:
         client_curve(sock, keys, server_key)
     sock.setsockopt(zmq.IPV6, 1)
@@ -95,23 +110,36 @@ def configure_dealer(
     _apply(sock, limits)
     sock.setsockopt(zmq.RECONNECT_IVL, 100)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-    sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
-    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
 
 
-def recv_bounded(sock: zmq.Socket, max_frames: int, flags: int = 0, *, copy: bool = True) -> list[Any]:
+def recv_bounded(
+    sock: zmq.Socket,
+    max_frames: int,
+    flags: int = 0,
+    *,
+    copy: bool = True,
+    guard: ConnectionGuard | None = None,
+) -> list[Any]:
     """One whole message, but at most ``max_frames + 1`` of its frames.
 
     A message with more frames than allowed comes back with exactly ``max_frames + 1`` (so its
     decoder refuses it by count); the frames past that are received and dropped one by one,
-    never held together. Raises zmq.Again like ``recv`` when nothing waits (with NOBLOCK).
+    never held together. ``guard`` is told the message's size on the wire. Raises zmq.Again
+    like ``recv`` when nothing waits (with NOBLOCK).
     """
-    frames = [sock.recv(flags, copy=copy)]
-    while sock.getsockopt(zmq.RCVMORE):
-        frame = sock.recv(copy=copy)  # the rest of a message is already here: never blocks
+    frame = sock.recv(flags, copy=False)  # Frame.more is much cheaper than getsockopt(RCVMORE)
+    frames = [frame]
+    dropped = dropped_bytes = 0
+    while frame.more:
+        frame = sock.recv(copy=False)  # the rest of a message is already here: never blocks
         if len(frames) <= max_frames:
             frames.append(frame)
-    return frames
+        elif guard is not None:
+            dropped += 1
+            dropped_bytes += guard.wire(len(frame))
+    if guard is not None:
+        guard.took(frames, dropped, dropped_bytes)
+    return frames if not copy else [f.bytes for f in frames]
 
 
 def bound_endpoint(sock: zmq.Socket) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import zmq
 
+from broker.guard import INTERVAL, ConnectionGuard
 from broker.keys import KeyPair
 from broker.sockets import configure_dealer, piece_limits, recv_bounded
 from messages.errors import Code, LocalError, ProtocolError
@@ -39,6 +40,7 @@ def page_count(meta: FileMeta) -> int:
 class _Asking:
     holder: Holder
     sock: zmq.Socket
+    guard: ConnectionGuard  # what this holder may make us hold: the pages we asked for
     deadline: float
     pages: dict[int, bytes] = field(default_factory=dict)
     ids: dict[int, int] = field(default_factory=dict)  # request id -> page
@@ -67,14 +69,17 @@ class DigestFetch:
 
     def _ask(self, h: Holder, grant: Grant, now: float) -> _Asking:
         sock = self.ctx.socket(zmq.DEALER)
+        limits = piece_limits(self.meta.piece_size)
         try:
             server = "" if h.plain else h.key
-            configure_dealer(sock, piece_limits(self.meta.piece_size), self.keys if server else None, server)
+            configure_dealer(sock, limits, self.keys if server else None, server)
+            most = page_count(self.meta) * limits.max_msg
+            guard = ConnectionGuard(sock, most, most, stall=None, scan_every=0)
             sock.connect(h.endpoint)
         except zmq.ZMQError:
             sock.close(linger=0)
             raise
-        asking = _Asking(h, sock, now + self.timeout)
+        asking = _Asking(h, sock, guard, now + self.timeout)
         for page in range(page_count(self.meta)):
             req = PieceRequest(next(_ids), self.meta.group, self.meta.name, page, grant, op=OP_GET_DIGESTS)
             sock.send_multipart(req.encode())
@@ -82,7 +87,16 @@ class DigestFetch:
         return asking
 
     def poll(self, timeout_ms: int) -> bytes | None:
-        """Wait up to ``timeout_ms`` for replies; the digests once one holder's are all in."""
+        """Wait up to ``timeout_ms`` for replies; the digests once one holder's are all in.
+
+        Looks at least every guard INTERVAL at what each holder makes us hold (see _guard)."""
+        end = time.monotonic() + timeout_ms / 1000
+        while True:
+            digests = self._poll_once(max(0, min(timeout_ms, int(INTERVAL * 1000))))
+            if digests is not None or time.monotonic() >= end or not self.asking:
+                return digests
+
+    def _poll_once(self, timeout_ms: int) -> bytes | None:
         poller = zmq.Poller()
         for a in self.asking.values():
             poller.register(a.sock, zmq.POLLIN)
@@ -93,6 +107,10 @@ class DigestFetch:
                 digests = self._take(endpoint, a, now)
                 if digests is not None:
                     return digests
+            if endpoint not in self.asking:
+                continue
+            if a.guard.check(now):  # more than the pages we asked for: a reply that never ends
+                self._fail(endpoint, f"{a.holder.user} sent more than it was asked for", now)
             elif a.deadline <= now:
                 self._fail(endpoint, f"{a.holder.user} sent no piece digests in {self.timeout:.0f}s", now)
         return None
@@ -100,7 +118,7 @@ class DigestFetch:
     def _take(self, endpoint: str, a: _Asking, now: float) -> bytes | None:
         while True:
             try:
-                reply = PieceReply.decode(recv_bounded(a.sock, PIECE_FRAMES, zmq.NOBLOCK))
+                reply = PieceReply.decode(recv_bounded(a.sock, PIECE_FRAMES, zmq.NOBLOCK, guard=a.guard))
             except zmq.Again:
                 return None
             except ProtocolError:
@@ -129,10 +147,12 @@ class DigestFetch:
         self.failed[endpoint] = now
         a = self.asking.pop(endpoint, None)
         if a is not None:
+            a.guard.close()
             a.sock.close(linger=0)
 
     def close(self) -> None:
         for a in self.asking.values():
+            a.guard.close()
             a.sock.close(linger=0)
         self.asking.clear()
 

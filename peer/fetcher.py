@@ -18,6 +18,7 @@ import time
 
 import zmq
 
+from broker.guard import INTERVAL, ConnectionGuard
 from broker.keys import KeyPair
 from broker.sockets import configure_dealer, piece_limits, recv_bounded
 from messages.errors import Code, ProtocolError
@@ -57,6 +58,7 @@ class Fetcher(threading.Thread):
         self.stop_event = stop
         self._ids = itertools.count(1)
         self._dealers: dict[str, zmq.Socket] = {}
+        self._guards: dict[str, ConnectionGuard] = {}  # per holder: what it may make us hold
         self._pending: dict[int, tuple[Assignment, float]] = {}
         self._poller = zmq.Poller()
 
@@ -71,20 +73,21 @@ class Fetcher(threading.Thread):
         except zmq.ContextTerminated:
             pass
         finally:
-            for sock in self._dealers.values():
-                sock.close(linger=0)
+            for endpoint in list(self._dealers):
+                self._drop(endpoint)
             pull.close(linger=0)
             push.close(linger=0)
 
     def _loop(self, pull: zmq.Socket, push: zmq.Socket) -> None:
         self._poller.register(pull, zmq.POLLIN)
         while not self.stop_event.is_set():
-            events = dict(self._poller.poll(100))
+            events = dict(self._poller.poll(int(INTERVAL * 1000) if self._pending else 100))
             if pull in events:
                 self._take_assignments(pull, push)
             for endpoint, sock in list(self._dealers.items()):
                 if sock in events:
                     self._drain(endpoint, sock, push)
+            self._guard(push)
             self._expire(push)
 
     def _take_assignments(self, pull: zmq.Socket, push: zmq.Socket) -> None:
@@ -103,15 +106,15 @@ class Fetcher(threading.Thread):
         sock = self._dealers.get(a.holder)
         if sock is None:
             sock = self.ctx.socket(zmq.DEALER)
+            limits = piece_limits(self.meta.piece_size)
             try:
-                configure_dealer(
-                    sock, piece_limits(self.meta.piece_size), self.keys if a.key else None, a.key
-                )
+                configure_dealer(sock, limits, self.keys if a.key else None, a.key)
+                guard = ConnectionGuard(sock, limits.max_msg, limits.max_msg, stall=None, scan_every=0)
                 sock.connect(a.holder)
             except zmq.ZMQError:
                 sock.close(linger=0)
                 raise
-            self._dealers[a.holder] = sock
+            self._dealers[a.holder], self._guards[a.holder] = sock, guard
             self._poller.register(sock, zmq.POLLIN)
         req = PieceRequest(
             id=next(self._ids), group=self.meta.group, file=self.meta.name, piece=a.piece, grant=a.grant
@@ -122,7 +125,9 @@ class Fetcher(threading.Thread):
     def _drain(self, endpoint: str, sock: zmq.Socket, push: zmq.Socket) -> None:
         while True:
             try:
-                frames = recv_bounded(sock, PIECE_FRAMES, zmq.NOBLOCK, copy=False)
+                frames = recv_bounded(
+                    sock, PIECE_FRAMES, zmq.NOBLOCK, copy=False, guard=self._guards[endpoint]
+                )
             except zmq.Again:
                 return
             try:
@@ -154,6 +159,24 @@ class Fetcher(threading.Thread):
             return Result.local(a.piece, a.holder, code, exc.strerror or str(exc))
         return Result.ok(a.piece, a.holder)
 
+    def _guard(self, push: zmq.Socket) -> None:
+        """A holder may make us hold its replies to what we asked of it, and no more: one that
+        sends more (say, a reply that never ends) is dropped, its pieces asked of others."""
+        now = time.monotonic()
+        reply = piece_limits(self.meta.piece_size).max_msg
+        asked: dict[str, int] = {}
+        for a, _ in self._pending.values():
+            asked[a.holder] = asked.get(a.holder, 0) + 1
+        for endpoint, guard in list(self._guards.items()):
+            guard.per_conn = guard.total = max(1, asked.get(endpoint, 0)) * reply
+            if guard.check(now):
+                self._drop(endpoint)
+                for req_id, (a, _) in list(self._pending.items()):
+                    if a.holder == endpoint:
+                        del self._pending[req_id]
+                        why = f"{a.holder} sent more than it was asked for"
+                        push.send_multipart(Result.bad_data(a.piece, a.holder, why).encode())
+
     def _expire(self, push: zmq.Socket) -> None:
         now = time.monotonic()
         late = {a.holder for a, deadline in self._pending.values() if deadline <= now}
@@ -169,6 +192,9 @@ class Fetcher(threading.Thread):
                     )
 
     def _drop(self, endpoint: str) -> None:
+        guard = self._guards.pop(endpoint, None)
+        if guard is not None:
+            guard.close()
         sock = self._dealers.pop(endpoint, None)
         if sock is not None:
             self._poller.unregister(sock)

@@ -73,9 +73,10 @@ class PieceServer:
         self.clock = clock
         self._fds: dict[str, int] = {}
 
-    def answer(self, frames: list[Any], requester: str = "") -> list[Any]:
+    def answer(self, frames: list[Any], requester: str = "", conn: bytes = b"") -> list[Any]:
         """The reply to one request; ``requester`` is the CURVE key that sent it ("" when the
-        seeder serves without encryption: grants are then bearer tokens)."""
+        seeder serves without encryption: grants are then bearer tokens), ``conn`` the
+        connection it came on when the reply leaves encrypted (see SendBudget's tails)."""
         req_id, piece = 0, -1
         try:
             req = PieceRequest.decode(frames)
@@ -90,7 +91,7 @@ class PieceServer:
             elif not self.library.has(share.meta.key, req.piece):
                 raise Refused(Code.NO_SUCH_PIECE, f"piece {req.piece} of {req.file!r} is not here (yet)")
             else:
-                payload = self._piece(share, req.piece, requester or req.grant.user)
+                payload = self._piece(share, req.piece, requester or req.grant.user, conn)
         except TorrentError as exc:
             return PieceReply.failure(req_id, piece, exc).encode()
         except Exception:  # a bug must cost one request, never the seeder
@@ -108,13 +109,13 @@ class PieceServer:
         if rev is not None:
             raise Refused(Code.BAD_GRANT, "access revoked: " + _why(rev))
 
-    def _piece(self, share: Share, piece: int, requester: str) -> zmq.Frame:
+    def _piece(self, share: Share, piece: int, requester: str, conn: bytes) -> zmq.Frame:
         now = self.clock()
         if not self.slots.admit(requester, now):
             raise Refused(
                 Code.BUSY, "this holder serves others right now; ask another one or try again shortly"
             )
-        buf = self.budget.take(requester, share.meta.piece_size, now)
+        buf = self.budget.take(requester, share.meta.piece_size, now, conn)
         if buf is None:
             raise Refused(Code.BUSY, "this holder is busy; ask another one or try again shortly")
         try:
@@ -124,7 +125,7 @@ class PieceServer:
             raise
         frame = zmq.Frame(view, track=True)
         tracker = frame.tracker
-        self.budget.hold(requester, buf, lambda: tracker.done)
+        self.budget.hold(requester, buf, lambda: tracker.done, conn)
         return frame
 
     def _read(self, share: Share, piece: int, buf: bytearray) -> memoryview:

@@ -1,8 +1,9 @@
 """The seeder: a ROUTER in its own thread around the sans-I/O PieceServer.
 
-Memory for queued pieces is bounded by the server's send budget (one for all requesters); the
-ROUTER's small send queue per connection and ZMTP heartbeats (a connection that stops reading
-stops answering pings and is dropped, freeing what it held) do the rest.
+Memory for queued pieces is bounded by the server's send budget (one for all requesters,
+encrypted copies included); the ROUTER's small send queue per connection and its connection
+guard (a connection that stops reading is dropped, freeing what it held: broker.guard) do the
+rest.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from broker.thread import ServiceThread
 from .library import Library
 from .pieceserver import PieceServer
 from .revocations import Revocations
+
+# Requests answered before their replies go out. A seeder needs no group commit: small batches
+# keep one burst of requests (a piece read each) from delaying the replies to everyone else.
+BATCH = 16
 
 
 class RateLimit:
@@ -58,12 +63,15 @@ class Seeder(ServiceThread):
             self._answer_batch,
             LIMITS["seeder"],
             keys=keys,
+            batch=BATCH,
             before_send=self._pace if self.limit else None,
         )
         self.endpoint = self.service.endpoint
 
     def _answer_batch(self, batch: list[Inbound]) -> list[Outbound]:
-        return [(m.ident, self.server.answer(m.frames, m.key)) for m in batch]
+        # Over CURVE (m.key set) a reply leaves as an encrypted copy: the budget tracks it per
+        # connection (its routing id).
+        return [(m.ident, self.server.answer(m.frames, m.key, m.ident if m.key else b"")) for m in batch]
 
     def _pace(self, reply: list[Any]) -> None:
         if self.limit is not None and len(reply) == 3:

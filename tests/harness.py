@@ -54,11 +54,15 @@ class Swarm:
         self.tracker: TrackerProcess | None = None
         self.trackers: list[TrackerProcess] = []  # a cluster's, in the order peers list them
 
-    def start_tracker(self, bind: str = "tcp://127.0.0.1:0", db: str = "") -> TrackerProcess:
+    def start_tracker(
+        self, bind: str = "tcp://127.0.0.1:0", db: str = "", key_service: bool = False
+    ) -> TrackerProcess:
         """A tracker on ``db`` (default: a SQLite file of this test); all of one test's trackers
-        share one key pair, as the trackers of a cluster do."""
+        share one key pair, as the trackers of a cluster do. ``key_service``: it also hands its
+        key out in the clear (trust on first use), on a port of its own."""
         db = db or os.path.join(self.tmp, "tracker", "state.db")
-        self.tracker = TrackerProcess(db, bind, "--keys", self.tracker_keys, "--key-bind", "none", cwd=ROOT)
+        keys = ("--keys", self.tracker_keys) + (() if key_service else ("--key-bind", "none"))
+        self.tracker = TrackerProcess(db, bind, *keys, cwd=ROOT)
         self.procs.append(self.tracker)
         return self.tracker
 
