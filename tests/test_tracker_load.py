@@ -3,6 +3,8 @@ another) tracker's peers are not dropped for heartbeats it has not read yet."""
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 
 import zmq
@@ -15,7 +17,7 @@ from messages.control import Reply
 from messages.errors import Code
 from tracker.core import TrackerCore
 from tracker.deferred import HASH_DEADLINE, HashJob
-from tracker.hashpool import HashPool
+from tracker.hashpool import NICE, HashPool
 from tracker.passwords import scrypt
 
 # --- leases ---------------------------------------------------------------------------------
@@ -118,6 +120,24 @@ def test_the_pool_hashes_on_its_own_threads() -> None:
             if pool.results.poll(100):
                 done.update(pool.drain())
         assert done == {i: f"spw{i}".encode() for i in range(1, 6)}
+    finally:
+        pool.close()
+        ctx.term()
+
+
+def test_hashing_runs_at_the_lowest_cpu_priority_and_the_loop_does_not() -> None:
+    """A burst of logins must take only the CPU the request loop leaves (nice is per thread)."""
+
+    def niceness(password: bytes, salt: bytes) -> bytes:
+        return str(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).encode()
+
+    ctx = zmq.Context()
+    pool = HashPool(ctx, workers=1, hasher=niceness)
+    try:
+        pool.submit([HashJob(1, b"pw", b"s")])
+        assert pool.results.poll(10_000)
+        assert pool.drain() == [(1, str(NICE).encode())]
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < NICE
     finally:
         pool.close()
         ctx.term()
