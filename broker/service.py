@@ -76,12 +76,13 @@ class RouterService:
         keys: KeyPair | None = None,
         batch: int = 256,
         before_send: Callable[[list[Any]], None] | None = None,
+        guard_interval: float = INTERVAL,
     ) -> None:
         """``handler`` maps a batch to its replies (a sans-I/O core); ``before_send`` runs before
         each reply goes out, e.g. to pace replies under an upload limit. With ``keys`` the
         socket is a CURVE server."""
         self.sock = router(ctx, bind, limits, keys)
-        self.guard = ConnectionGuard(self.sock, limits.backlog, limits.backlog_total)
+        self.guard = ConnectionGuard(self.sock, limits.backlog, limits.backlog_total, interval=guard_interval)
         self.endpoint = bound_endpoint(self.sock)
         self.limits = limits
         self.handler = handler
@@ -105,7 +106,7 @@ class RouterService:
             while not stop.is_set():
                 poller, polled = self._poller(watches)
                 timeout = max(0.0, next_tick - time.monotonic())
-                ready = dict(poller.poll(int(min(timeout, INTERVAL) * 1000)))
+                ready = dict(poller.poll(int(min(timeout, self.guard.interval) * 1000)))
                 if not ready:
                     self.empty_at = time.monotonic()
                 if self.sock in ready:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from broker.guard import INTERVAL, ConnectionGuard
+from broker.guard import PEER_INTERVAL, ConnectionGuard
 from broker.keys import KeyPair
 from broker.sockets import configure_dealer, piece_limits, recv_bounded
 from messages.errors import Code, LocalError, ProtocolError
@@ -74,7 +74,7 @@ class DigestFetch:
             server = "" if h.plain else h.key
             configure_dealer(sock, limits, self.keys if server else None, server)
             most = page_count(self.meta) * limits.max_msg
-            guard = ConnectionGuard(sock, most, most, stall=None, scan_every=0)
+            guard = ConnectionGuard(sock, most, most, stall=None, scan_every=0, interval=PEER_INTERVAL)
             sock.connect(h.endpoint)
         except zmq.ZMQError:
             sock.close(linger=0)
@@ -89,10 +89,10 @@ class DigestFetch:
     def poll(self, timeout_ms: int) -> bytes | None:
         """Wait up to ``timeout_ms`` for replies; the digests once one holder's are all in.
 
-        Looks at least every guard INTERVAL at what each holder makes us hold (see _guard)."""
+        Looks at least every guard PEER_INTERVAL at what each holder makes us hold (see _guard)."""
         end = time.monotonic() + timeout_ms / 1000
         while True:
-            digests = self._poll_once(max(0, min(timeout_ms, int(INTERVAL * 1000))))
+            digests = self._poll_once(max(0, min(timeout_ms, int(PEER_INTERVAL * 1000))))
             if digests is not None or time.monotonic() >= end or not self.asking:
                 return digests
 

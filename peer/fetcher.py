@@ -18,7 +18,7 @@ import time
 
 import zmq
 
-from broker.guard import INTERVAL, ConnectionGuard
+from broker.guard import PEER_INTERVAL, ConnectionGuard
 from broker.keys import KeyPair
 from broker.sockets import configure_dealer, piece_limits, recv_bounded
 from messages.errors import Code, ProtocolError
@@ -81,7 +81,7 @@ class Fetcher(threading.Thread):
     def _loop(self, pull: zmq.Socket, push: zmq.Socket) -> None:
         self._poller.register(pull, zmq.POLLIN)
         while not self.stop_event.is_set():
-            events = dict(self._poller.poll(int(INTERVAL * 1000) if self._pending else 100))
+            events = dict(self._poller.poll(int(PEER_INTERVAL * 1000) if self._pending else 100))
             if pull in events:
                 self._take_assignments(pull, push)
             for endpoint, sock in list(self._dealers.items()):
@@ -109,7 +109,9 @@ class Fetcher(threading.Thread):
             limits = piece_limits(self.meta.piece_size)
             try:
                 configure_dealer(sock, limits, self.keys if a.key else None, a.key)
-                guard = ConnectionGuard(sock, limits.max_msg, limits.max_msg, stall=None, scan_every=0)
+                guard = ConnectionGuard(
+                    sock, limits.max_msg, limits.max_msg, stall=None, scan_every=0, interval=PEER_INTERVAL
+                )
                 sock.connect(a.holder)
             except zmq.ZMQError:
                 sock.close(linger=0)

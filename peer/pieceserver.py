@@ -111,7 +111,7 @@ class PieceServer:
 
     def _piece(self, share: Share, piece: int, requester: str, conn: bytes) -> zmq.Frame:
         now = self.clock()
-        if not self.slots.admit(requester, now):
+        if share.complete and not self.slots.admit(requester, now):  # see peer/slots.py
             raise Refused(
                 Code.BUSY, "this holder serves others right now; ask another one or try again shortly"
             )

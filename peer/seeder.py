@@ -13,6 +13,7 @@ from typing import Any
 
 import zmq
 
+from broker.guard import PEER_INTERVAL
 from broker.keys import KeyPair
 from broker.service import Inbound, Outbound, RouterService
 from broker.sockets import LIMITS
@@ -65,6 +66,7 @@ class Seeder(ServiceThread):
             keys=keys,
             batch=BATCH,
             before_send=self._pace if self.limit else None,
+            guard_interval=PEER_INTERVAL,
         )
         self.endpoint = self.service.endpoint
 

@@ -6,7 +6,9 @@ anyone has told the tracker what they got, and the seeder sends the file four or
 (``scripts/bench --scale``). A seeder that serves a few requesters at a time sends distinct
 pieces, slowly enough for the news of who has what to spread, and the others fetch from each
 other meanwhile: a refused request is answered BUSY, and the downloader asks another holder and
-comes back after a short backoff.
+comes back after a short backoff. Only complete copies are served this way: a downloader's
+partial copy serves anyone (sixty downloaders that turned each other away measured 3.4 times
+slower, with a storm of BUSY replies on two cores), and the seeder's upload is what is scarce.
 
 A requester keeps its slot while it keeps asking; it gives it up when it goes quiet (IDLE), or,
 when others are waiting, after a turn of TURN seconds, and then queues behind them. Free slots
