@@ -1,20 +1,26 @@
 """The password-hashing pool: worker threads beside the tracker's loop (ventilator and sink).
 
-The loop PUSHes ``HashJob``s over inproc to the workers' PULL sockets; each worker hashes (scrypt
-releases the GIL, so another core does it while the loop serves on) and PUSHes the digest to
-the loop's PULL socket, which the service polls beside the ROUTER. The workers run at the lowest
-CPU priority (nice 19, a per-thread attribute on Linux): a burst of logins then takes whatever
-CPU the loop leaves, instead of taking half of it from the loop on a 2-core machine (where 500
-logins at once made every other request wait up to a second). Every socket belongs to one
-thread. Frames: a job is [id (8 bytes), salt, password]; a result is [id, digest]; an empty
-frame tells a worker to stop.
+The loop PUSHes ``HashJob``s over inproc to the workers' PULL sockets; each worker has the hash
+computed and PUSHes the digest to the loop's PULL socket, which the service polls beside the
+ROUTER. Every socket belongs to one thread. Frames: a job is [id (8 bytes), salt, password]; a
+result is [id, digest]; an empty frame tells a worker to stop.
+
+Each worker thread hands the hash itself to a child process at the lowest CPU priority (nice 19)
+and waits for it with the GIL released: a burst of logins then takes only the CPU the loop and
+the rest of the machine leave. Not a niced thread: a thread at nice 19 that the kernel preempts
+while it holds the GIL stalls the loop until it runs again (priority inversion), and 500 logins
+at once on two cores made every other request wait about a second either way.
 """
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import logging
+import multiprocessing
+import multiprocessing.pool
 import os
+import signal
 import threading
 from collections.abc import Callable
 
@@ -27,6 +33,17 @@ log = logging.getLogger(__name__)
 _pools = itertools.count(1)
 STOP = b""
 NICE = 19  # hashing yields the CPU to everything else the machine does
+_PR_SET_PDEATHSIG = 1
+
+
+def _hashing_process() -> None:
+    """Runs first in each hashing process: lowest priority, and die with the tracker."""
+    os.nice(NICE)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the tracker handles Ctrl-C and stops us
+    try:
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the pool's pipes closing ends us anyway
+        pass
 
 
 def default_workers() -> int:
@@ -42,8 +59,17 @@ class HashPool:
         ctx: zmq.Context,
         workers: int | None = None,
         hasher: Callable[[bytes, bytes], bytes] = scrypt,
+        processes: bool = True,
     ) -> None:
+        """``processes``: hash in child processes (``hasher`` must then be a module-level
+        function); without, in the worker threads themselves (tests with a stand-in hasher)."""
         n = next(_pools)
+        count = workers or default_workers()
+        self.procs: multiprocessing.pool.Pool | None = None
+        self._closing = False
+        if processes:
+            spawn = multiprocessing.get_context("spawn")  # never fork a process with ZeroMQ in it
+            self.procs = spawn.Pool(count, initializer=_hashing_process)
         self._jobs_ep, self._results_ep = f"inproc://hash-jobs-{n}", f"inproc://hash-results-{n}"
         self.ctx, self.hasher = ctx, hasher
         self.jobs = ctx.socket(zmq.PUSH)
@@ -53,8 +79,7 @@ class HashPool:
         self.results.linger = 0
         self.results.bind(self._results_ep)
         self.threads = [
-            threading.Thread(target=self._work, name=f"hash-{i}", daemon=True)
-            for i in range(workers or default_workers())
+            threading.Thread(target=self._work, name=f"hash-{i}", daemon=True) for i in range(count)
         ]
         for t in self.threads:
             t.start()
@@ -74,18 +99,27 @@ class HashPool:
             out.append((int.from_bytes(job, "big"), digest))
 
     def close(self) -> None:
+        self._closing = True
         for _ in self.threads:
             self.jobs.send(STOP)
+        if self.procs is not None:  # a hash under way is abandoned, not waited for
+            self.procs.terminate()
+            self.procs.join()
         for t in self.threads:
             t.join(timeout=2.0)
         self.jobs.close(linger=0)
         self.results.close(linger=0)
 
+    def pids(self) -> list[int]:
+        """The hashing processes (none when hashing in threads)."""
+        return [p.pid for p in self.procs._pool] if self.procs is not None else []  # type: ignore[attr-defined]
+
+    def _hash(self, password: bytes, salt: bytes) -> bytes:
+        if self.procs is None:
+            return self.hasher(password, salt)
+        return bytes(self.procs.apply(self.hasher, (password, salt)))
+
     def _work(self) -> None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
-        except OSError:  # not Linux, or not allowed: hash at the loop's priority
-            pass
         jobs, results = self.ctx.socket(zmq.PULL), self.ctx.socket(zmq.PUSH)
         try:
             jobs.connect(self._jobs_ep)
@@ -95,11 +129,12 @@ class HashPool:
                 if frames == [STOP]:
                     return
                 job, salt, password = frames
-                results.send_multipart([job, self.hasher(password, salt)])
+                results.send_multipart([job, self._hash(password, salt)])
         except zmq.ContextTerminated:
             return
         except Exception:  # a worker that dies would leave logins waiting: say so loudly
-            log.exception("password hashing worker failed")
+            if not self._closing:
+                log.exception("password hashing worker failed")
         finally:
             jobs.close(linger=0)
             results.close(linger=0)

@@ -70,7 +70,8 @@ CREATE {unlogged}TABLE IF NOT EXISTS {p}serving (
     complete {int} NOT NULL DEFAULT 0, handed {int} NOT NULL DEFAULT 0,
     suspect {int} NOT NULL DEFAULT 0, PRIMARY KEY (grp, name, session));
 CREATE INDEX IF NOT EXISTS {p}serving_by_session ON serving (session, grp);
-CREATE INDEX IF NOT EXISTS {p}serving_sample ON serving (grp, name, complete, handed);
+DROP INDEX IF EXISTS {p}serving_sample;
+CREATE INDEX IF NOT EXISTS {p}serving_listed ON serving (grp, name, suspect, complete, handed);
 CREATE {unlogged}TABLE IF NOT EXISTS {p}trackers (id TEXT PRIMARY KEY, drained {real} NOT NULL);
 CREATE {unlogged}TABLE IF NOT EXISTS {p}subscriptions (
     grp TEXT NOT NULL, name TEXT NOT NULL, tracker TEXT NOT NULL, route {blob} NOT NULL,
