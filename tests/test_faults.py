@@ -238,3 +238,35 @@ def test_backup_of_a_running_tracker_is_complete(swarm: Swarm) -> None:
     names = {line.split("\t")[0] for line in probe.ok("list_groups").lines}
     assert {f"g{i}" for i in range(20)} <= names
     assert start_tracker(db, "--backup", copy).returncode == 1  # never overwrites a file
+
+
+# --- smaller --------------------------------------------------------------------------------
+
+
+def test_passwords_come_from_a_file_or_the_environment_never_the_process_list(
+    swarm: Swarm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``-c 'login u pw'`` shows the password to every local user in ``ps``; a password file
+    or TORRENT_PASSWORD keep it out, and with neither (and no terminal) the error says how."""
+    secret_file = os.path.join(swarm.tmp, "pw")
+    with open(secret_file, "w", encoding="utf-8") as f:
+        f.write("file-pw-7731\n")
+    os.chmod(secret_file, 0o600)
+    a = swarm.peer("a", "--password-file", secret_file, login=False, create=False)
+    a.ok("create_user a")
+    a.ok("login a")
+    monkeypatch.setenv("TORRENT_PASSWORD", "env-pw-5519")
+    b = swarm.peer("b", login=False, create=False)
+    b.ok("create_user b")
+    b.ok("login b")
+    monkeypatch.delenv("TORRENT_PASSWORD")
+    c = swarm.peer("c", login=False, create=False)
+    c.refused("login b", "no password: give it after the user name, set TORRENT_PASSWORD or use --pass")
+    c.ok("login b env-pw-5519")  # the password b was created with came from its environment
+    c.ok("logout")
+    c.refused("login a env-pw-5519", "password")
+    c.ok("login a file-pw-7731")
+    for p in (a, b):
+        with open(f"/proc/{p.pid}/cmdline", "rb") as f:
+            argv = f.read()
+        assert b"file-pw-7731" not in argv and b"env-pw-5519" not in argv
