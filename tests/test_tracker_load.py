@@ -135,6 +135,7 @@ def test_hashing_runs_in_processes_at_the_lowest_cpu_priority_and_the_loop_does_
         pids = pool.pids()
         assert len(pids) == 2 and os.getpid() not in pids
         assert all(os.getpriority(os.PRIO_PROCESS, pid) == NICE for pid in pids)
+        assert all(os.sched_getscheduler(pid) == os.SCHED_IDLE for pid in pids)
         assert os.getpriority(os.PRIO_PROCESS, 0) < NICE
     finally:
         pool.close()
