@@ -197,10 +197,10 @@ class Presence:
             return
         marks = ",".join("?" * len(rows))
         self.db.run(
-            f"""UPDATE serving SET handed=handed+1 WHERE grp=? AND name=? AND session IN (
-                    SELECT session FROM serving WHERE grp=? AND name=? AND session IN ({marks})
-                    FOR UPDATE SKIP LOCKED)""",
-            *key,
+            f"""UPDATE serving SET handed=handed+1 FROM (
+                    SELECT ctid AS row FROM serving WHERE grp=? AND name=? AND session IN ({marks})
+                    FOR UPDATE SKIP LOCKED) AS free
+                WHERE serving.ctid = free.row""",
             *key,
             *[r.session for r in rows],
         )
