@@ -61,7 +61,10 @@ class Swarm:
         share one key pair, as the trackers of a cluster do. ``key_service``: it also hands its
         key out in the clear (trust on first use), on a port of its own."""
         db = db or os.path.join(self.tmp, "tracker", "state.db")
-        keys = ("--keys", self.tracker_keys) + (() if key_service else ("--key-bind", "none"))
+        # The key service on a free port of its own: the default, the tracker's port + 1, may be
+        # taken when a test restarts a tracker on the port it had.
+        key_bind = "tcp://127.0.0.1:0" if key_service else "none"
+        keys = ("--keys", self.tracker_keys, "--key-bind", key_bind)
         self.tracker = TrackerProcess(db, bind, *keys, cwd=ROOT)
         self.procs.append(self.tracker)
         return self.tracker
