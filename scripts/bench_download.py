@@ -15,6 +15,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from scale_state import random_file
+
 from launch.processes import TRACKER_READY, Process, ShellProcess, TrackerProcess
 
 if TYPE_CHECKING:
@@ -97,16 +99,7 @@ def prepare_pages(folder: str, size: int, pages: str) -> None:
 
 def make_source(folder: str, size: int) -> str:
     """A random file of ``size`` bytes in ``folder`` (made once, reused), read into the page cache."""
-    path = os.path.join(folder, f"bench-{size}.bin")
-    if not (os.path.exists(path) and os.path.getsize(path) == size):
-        os.makedirs(folder, exist_ok=True)
-        with open(path + ".tmp", "wb") as f:
-            left = size
-            while left:
-                n = min(left, 1 << 24)
-                f.write(os.urandom(n))
-                left -= n
-        os.replace(path + ".tmp", path)
+    path = random_file(os.path.join(folder, f"bench-{size}.bin"), size)
     with open(path, "rb") as f:  # into the page cache, as the benchmark promises
         while f.read(1 << 24):
             pass

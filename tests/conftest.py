@@ -4,12 +4,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zmq
 from harness import Swarm
 from stores import Backend, Emptier
 from tracker_pair import TrackerPair
 
+from broker.keys import start_authenticator
+from broker.sockets import new_context, term_context
 from launch.pgcluster import PgCluster, PostgresMissing
 from tracker.pg_store import PgStore
+
+
+@pytest.fixture
+def ctx() -> Iterator[zmq.Context]:
+    """A context with the CURVE authenticator running; every socket must be closed by the end."""
+    c = new_context()
+    auth = start_authenticator(c)
+    yield c
+    auth.stop()
+    assert term_context(c), "sockets left open"
 
 
 @pytest.fixture

@@ -5,14 +5,14 @@ replies, timeouts, pushes, a wrong tracker key, a dead tracker in the list. Real
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import zmq
 
 from broker.client import AsyncControl, ControlClient
-from broker.keys import KeyPair, start_authenticator
-from broker.sockets import LIMITS, bound_endpoint, new_context, router, term_context
+from broker.keys import KeyPair
+from broker.sockets import LIMITS, bound_endpoint, router
 from broker.trackers import TrackerSet
 from messages import protocol as P
 from messages.control import Push, Reply, Request
@@ -53,15 +53,6 @@ class ScriptedTracker:
     def close(self) -> None:
         self.stop.set()
         self.thread.join(5)
-
-
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context]:
-    c = new_context()
-    auth = start_authenticator(c)
-    yield c
-    auth.stop()
-    assert term_context(c), "sockets left open"
 
 
 def trackers(*endpoints: str, key: str = TRACKER.public) -> TrackerSet:

@@ -12,19 +12,10 @@ import zmq
 
 from broker import guard as G
 from broker.guard import ConnectionGuard
-from broker.keys import KeyPair, client_curve, start_authenticator
-from broker.sockets import LIMITS, bound_endpoint, new_context, recv_bounded, router, term_context
+from broker.keys import KeyPair, client_curve
+from broker.sockets import LIMITS, bound_endpoint, recv_bounded, router
 
 SERVER = KeyPair.generate()
-
-
-@pytest.fixture
-def ctx() -> Iterator[zmq.Context]:
-    c = new_context()
-    auth = start_authenticator(c)
-    yield c
-    auth.stop()
-    term_context(c)
 
 
 @pytest.fixture
