@@ -98,6 +98,12 @@ def _transfer_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--per-holder", type=at_least_one, default=d.max_per_holder, help="pieces in flight per holder"
     )
+    ap.add_argument("--in-flight", type=at_least_one, default=d.max_in_flight, help="pieces in flight in all")
+    ap.add_argument(
+        "--page-cache-writes",
+        action="store_true",
+        help="write downloads through the page cache (default: past it, where the file system allows)",
+    )
     ap.add_argument(
         "--piece-timeout",
         type=seconds,
@@ -161,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(home, exist_ok=True)
     setup_logging(home, args.verbose)
     settings = Settings(
-        workers=args.workers, max_per_holder=args.per_holder, piece_timeout=args.piece_timeout
+        workers=args.workers,
+        max_per_holder=args.per_holder,
+        max_in_flight=args.in_flight,
+        piece_timeout=args.piece_timeout,
+        direct_writes=not args.page_cache_writes,
     )
     try:
         options = PeerOptions(

@@ -54,9 +54,13 @@ REPORT_FLUSH = 3.0  # seconds an ending download spends telling the tracker of l
 
 @dataclass(slots=True)
 class Settings:
-    workers: int = 4
+    # Two workers hash and write in parallel; more only add switching on small machines (2
+    # cores, 4 holders, 1 GiB: 2 workers 718/944 MB/s encrypted/plain, 4 workers 616/881).
+    workers: int = 2
     max_per_holder: int = 4
+    max_in_flight: int = 16  # pieces asked for at once: bounds memory (README, Performance)
     piece_timeout: float = 8.0
+    direct_writes: bool = True  # past the page cache where possible (peer/piecewriter.py)
 
 
 class Download:
@@ -84,13 +88,13 @@ class Download:
         self.digests = digests or b""  # fetched from a holder first when not known
         self.settings, self.events, self.peer_name = settings, events, peer_name
         self.on_complete, self.on_end = on_complete, on_end
-        self.part = PartFile(dest_dir, meta)
+        self.part = PartFile(dest_dir, meta, direct=settings.direct_writes)
         self.final = self.part.final
         self.key = meta.key
         self.picker = Picker(
             Bitfield(meta.num_pieces),
             max_per_holder=settings.max_per_holder,
-            max_in_flight=settings.workers * settings.max_per_holder,
+            max_in_flight=settings.max_in_flight,
         )
         self.started = time.monotonic()
         self.schedule = Schedule(settings.piece_timeout, self.started)
@@ -209,7 +213,7 @@ class Download:
                 pipes,
                 self.meta,
                 self.digests,
-                self.part.fd,
+                self.part.writer(),
                 self.trackers.keys,
                 self._workers_stop,
                 f"{pipes[0]}-w{i}",

@@ -28,7 +28,7 @@ from messages.protocol import PIECE_FRAMES
 from messages.records import FileMeta
 
 from .hashing import digest_at
-from .partfile import write_all
+from .piecewriter import PieceWriter
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Fetcher(threading.Thread):
         pipes: tuple[str, str],
         meta: FileMeta,
         digests: bytes,
-        fd: int,
+        writer: PieceWriter,
         keys: KeyPair,
         stop: threading.Event,
         name: str,
@@ -53,7 +53,7 @@ class Fetcher(threading.Thread):
         self.ventilator, self.sink = pipes
         self.meta = meta
         self.digests = digests
-        self.fd = fd
+        self.writer = writer
         self.keys = keys
         self.stop_event = stop
         self._ids = itertools.count(1)
@@ -77,6 +77,7 @@ class Fetcher(threading.Thread):
                 self._drop(endpoint)
             pull.close(linger=0)
             push.close(linger=0)
+            self.writer.close()
 
     def _loop(self, pull: zmq.Socket, push: zmq.Socket) -> None:
         self._poller.register(pull, zmq.POLLIN)
@@ -155,7 +156,7 @@ class Fetcher(threading.Thread):
         if hashlib.sha256(buf).digest() != digest_at(self.digests, a.piece):
             return Result.bad_data(a.piece, a.holder, f"piece {a.piece} from {a.holder} failed SHA-256")
         try:
-            write_all(self.fd, buf, a.piece * self.meta.piece_size)
+            self.writer.write(buf, a.piece * self.meta.piece_size)
         except OSError as exc:
             code = Code.NO_SPACE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else Code.IO_ERROR
             return Result.local(a.piece, a.holder, code, exc.strerror or str(exc))

@@ -7,9 +7,10 @@ open and link is relative to descriptors of the two folders and never follows a 
 so a link planted where the partial file goes cannot redirect our writes outside the folder.
 
 Opening re-hashes whatever an earlier run left (nothing on disk is trusted), so a resumed
-download fetches only the pieces that are missing or damaged. Pieces are written with pwrite at
-their offset, by any thread; finishing fsyncs and then links the file to its final name, which
-never replaces a file that appeared there meanwhile.
+download fetches only the pieces that are missing or damaged. Pieces are written at their
+offset, by any thread, each with its own ``PieceWriter`` (past the page cache where the file
+system allows); finishing fsyncs and then links the file to its final name, which never
+replaces a file that appeared there meanwhile.
 """
 
 from __future__ import annotations
@@ -23,18 +24,9 @@ from messages.errors import Code, LocalError
 from messages.records import FileMeta
 
 from .hashing import verify_existing
+from .piecewriter import PieceWriter, open_direct, write_all
 
 PARTIAL_DIR = ".torrent-partial"
-
-
-def write_all(fd: int, data: memoryview, offset: int) -> None:
-    """pwrite until every byte is down: a short write (disk nearly full) must not pass as done."""
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        if n <= 0:
-            raise OSError(errno.ENOSPC, "short write")
-        view, offset = view[n:], offset + n
 
 
 def partial_path(dest_dir: str, name: str) -> str:
@@ -55,12 +47,12 @@ def _open_nofollow(name: str, flags: int, dir_fd: int, where: str) -> int:
 
 
 class PartFile:
-    def __init__(self, dest_dir: str, meta: FileMeta) -> None:
-        self.meta = meta
+    def __init__(self, dest_dir: str, meta: FileMeta, *, direct: bool = True) -> None:
+        self.meta, self.direct = meta, direct
         self.dest_dir = dest_dir
         self.final = os.path.join(dest_dir, meta.name)
         self.path = partial_path(dest_dir, meta.name)
-        self.fd = self._dest = self._dir = -1
+        self.fd = self.direct_fd = self._dest = self._dir = -1
         self.have = Bitfield(meta.num_pieces)
 
     def open(self, digests: bytes) -> Bitfield:
@@ -79,7 +71,13 @@ class PartFile:
         if os.fstat(self.fd).st_size:
             self.have = verify_existing(self.fd, self.meta.size, self.meta.piece_size, digests)
         os.ftruncate(self.fd, self.meta.size)
+        if self.direct:
+            self.direct_fd = open_direct(self.meta.name, self._dir, os.fstat(self.fd))
         return self.have
+
+    def writer(self) -> PieceWriter:
+        """A writer for one worker thread (each has its own aligned buffer)."""
+        return PieceWriter(self.fd, self.direct_fd, self.meta.piece_size)
 
     def write(self, piece: int, data: memoryview) -> None:
         write_all(self.fd, data, piece * self.meta.piece_size)
@@ -110,7 +108,7 @@ class PartFile:
             pass
 
     def close(self) -> None:
-        for attr in ("fd", "_dir", "_dest"):
+        for attr in ("direct_fd", "fd", "_dir", "_dest"):
             fd = getattr(self, attr)
             if fd >= 0:
                 os.close(fd)

@@ -18,6 +18,7 @@ T = ["--tracker", "tcp://127.0.0.1:6000"]
     [
         (["--workers", "0"], "--workers: must be a whole number from 1 to 256"),
         (["--workers", "many"], "--workers: 'many' is not a whole number"),
+        (["--in-flight", "0"], "--in-flight: must be a whole number from 1 to 256"),
         (["--per-holder", "0"], "--per-holder: must be a whole number from 1 to 256"),
         (["--upload-limit", "-5"], "--upload-limit: must be a positive number"),
         (["--upload-limit", "0"], "--upload-limit: must be a positive number"),
