@@ -2,7 +2,8 @@
 
 Pure bookkeeping, no sockets and no clock of its own (callers pass ``now``), so every rule is
 unit-tested directly. Assignments are made one at a time as capacity frees up, never all at
-the start, so a slow or lost holder only ever holds ``max_per_holder`` pieces hostage. A
+the start, so a slow or lost holder only ever holds ``max_per_holder`` pieces hostage (fewer
+once it answered BUSY with pieces of ours in flight: ``busy``). A
 download also has at most ``max_in_flight`` pieces asked for at once, however many holders it
 knows: asking sixty holders for their share each would queue more than the link delivers within
 the piece timeout, and every piece that times out was sent for nothing (``scripts/bench
@@ -37,6 +38,7 @@ class HolderState:
     failures: int = 0
     backoff_until: float = 0.0
     flight: set[int] = field(default_factory=set)
+    window: float = float("inf")  # pieces it takes at once, learnt from its BUSY answers
 
     def has(self, piece: int) -> bool:
         return self.have is None or piece in self.have
@@ -120,7 +122,7 @@ class Picker:
             and sum(h.load for h in self.holders.values()) >= self.max_in_flight
         ):
             return None
-        ready = [h for h in self.holders.values() if self.usable(h, now) and h.load < self.max_per_holder]
+        ready = [h for h in self.holders.values() if self.usable(h, now) and h.load < self._limit(h)]
         if not ready:
             return None
         if self._dirty:
@@ -144,6 +146,9 @@ class Picker:
         if choice is not None:
             self._flight(*choice)
         return choice
+
+    def _limit(self, h: HolderState) -> int:
+        return max(1, int(min(self.max_per_holder, h.window)))
 
     def _least_loaded(self, candidates: list[HolderState]) -> str:
         best = min(_rank(h) for h in candidates)
@@ -186,6 +191,8 @@ class Picker:
         h = self.holders.get(hid)
         if h is not None:
             h.failures = 0
+            if h.window < self.max_per_holder:  # one more at once per window's worth delivered
+                h.window += 1 / h.window
         if piece in self.have:
             return False
         self.have.add(piece)
@@ -208,10 +215,18 @@ class Picker:
             h.backoff_until = now + min(self.max_backoff, 0.25 * 2**h.failures)
 
     def busy(self, piece: int, hid: str, now: float) -> None:
-        """The holder is at capacity: the piece goes elsewhere, the holder rests briefly, no blame."""
+        """The holder is at capacity: the piece goes elsewhere, no blame. One still serving us
+        other pieces takes that many at once from now on (its send budget is in bytes: large
+        or encrypted pieces fit fewer; the window grows back as pieces arrive); one serving us
+        nothing rests briefly."""
         self._unflight(piece, hid)
         h = self.holders.get(hid)
-        if h is not None:
+        if h is None:
+            return
+        if h.load:
+            h.window = min(h.window, h.load)
+        else:
+            h.window = min(h.window, 1)
             h.backoff_until = max(h.backoff_until, now + BUSY_BACKOFF)
 
     def release(self, piece: int, hid: str) -> None:

@@ -407,3 +407,38 @@ def test_empty_picker_is_complete_immediately() -> None:
     assert p.assign(0) is None
     assert p.unavailable() == []
     assert p.pending_count() == 0
+
+
+# --- BUSY answers -----------------------------------------------------------------------------
+
+
+def test_a_holder_busy_while_serving_us_is_asked_fewer_at_once_not_left_idle() -> None:
+    """A seeder's send budget is in bytes, so with large (or encrypted) pieces it takes fewer
+    than max_per_holder at once. Backing off on every BUSY left it idle a quarter of a second
+    each time (4 MiB encrypted pieces: 104 MB/s instead of 600); it keeps serving what it
+    took, and is asked that many at once."""
+    p = make(20, {"A": None}, max_per_holder=4)
+    asked = drain(p)
+    assert len(asked) == 4
+    p.busy(asked[3][0], "A", 0.0)
+    p.busy(asked[2][0], "A", 0.0)
+    assert p.assign(0.0) is None  # two in flight: its window now
+    p.done(asked[0][0], "A")
+    nxt = p.assign(0.0)  # no rest: the holder is asked again at once, within its window
+    assert nxt is not None and nxt[1] == "A"
+    assert p.assign(0.0) is None
+    for piece, _ in [asked[1], nxt]:
+        p.done(piece, "A")
+    for _ in range(10):  # the window grows back as pieces arrive
+        for piece, hid in drain(p):
+            p.done(piece, hid)
+    assert len(drain(p)) == 4 or p.pending_count() < 4
+
+
+def test_a_holder_busy_with_nothing_of_ours_rests_briefly() -> None:
+    p = make(20, {"A": None, "B": None}, max_per_holder=2)
+    piece, hid = p.assign(0.0) or (0, "")
+    p.busy(piece, hid, 0.0)
+    assert all(h == ({"A", "B"} - {hid}).pop() for _, h in drain(p, 0.0))
+    later = drain(p, 1.0)
+    assert any(h == hid for _, h in later)
