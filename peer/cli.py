@@ -29,6 +29,7 @@ from .argtypes import (
     tracker_list,
 )
 from .download import Settings
+from .heap import keep_piece_buffers
 from .shell import Shell
 
 DEFAULT_HOME = os.path.join("~", ".torrent", "peer")
@@ -162,6 +163,7 @@ def _terminate(_signum: int, _frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_piece_buffers()
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     home = os.path.abspath(os.path.expanduser(args.home))
     os.makedirs(home, exist_ok=True)
