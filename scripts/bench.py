@@ -2,7 +2,8 @@
 machine's raw limits, in one run.
 
 Sections (all by default; ``--only a,b`` runs some):
-  baselines   one plain TCP stream, a bare pyzmq DEALER/ROUTER pair, page-cache writes alone;
+  baselines   one plain TCP stream, a bare pyzmq DEALER/ROUTER pair, page-cache writes alone,
+              O_DIRECT writes alone and SHA-256 alone (the floor of a downloader's CPU per GB);
   download    our downloader from K local holder processes, pieces encrypted and --plain-pieces,
   libtorrent  ... and libtorrent on the same file and K, alternating with ours every repetition,
               on recycled and on fresh pages, with the ratios ours/libtorrent per condition;
@@ -24,7 +25,10 @@ swarm); it takes its own options (``--scale --help``).
 from __future__ import annotations
 
 import argparse
+import hashlib
+import mmap
 import os
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -60,6 +64,51 @@ def write_baseline(src: str, dest: str) -> dict[str, float]:
     finally:
         os.close(fd)
         os.unlink(dest)
+    return {"seconds": seconds, "mb_per_s": size / seconds / 1e6, "receiver_cpu_s": cpu}
+
+
+def direct_write_baseline(src: str, dest: str) -> dict[str, float]:
+    """Our downloader's write step alone: 1 MiB pieces copied into an aligned buffer and written
+    with O_DIRECT (peer/piecewriter.py), in random order as pieces arrive."""
+    piece = 1 << 20
+    count = max(1, os.path.getsize(src) // piece)
+    size = count * piece
+    data = os.urandom(piece)
+    buf = mmap.mmap(-1, piece)
+    view = memoryview(buf)
+    order = list(range(count))
+    random.shuffle(order)
+    fd = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.ftruncate(fd, size)
+        dfd = os.open(dest, os.O_WRONLY | os.O_DIRECT)
+        try:
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            for i in order:
+                view[:] = data
+                os.pwrite(dfd, view, i * piece)
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        finally:
+            os.close(dfd)
+    finally:
+        view.release()
+        buf.close()
+        os.close(fd)
+        os.unlink(dest)
+    return {"seconds": seconds, "mb_per_s": size / seconds / 1e6, "receiver_cpu_s": cpu}
+
+
+def sha256_baseline(src: str, dest: str) -> dict[str, float]:
+    """Verifying every piece, alone: SHA-256 over the file in 1 MiB pieces from memory (hashlib,
+    which uses the CPU's SHA extensions where it has them). ``dest`` is not used."""
+    piece = 1 << 20
+    count = max(1, os.path.getsize(src) // piece)
+    size = count * piece
+    pieces = [os.urandom(piece) for _ in range(64)]  # 64 MiB: more than the caches hold
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for i in range(count):
+        hashlib.sha256(pieces[i % len(pieces)]).digest()
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return {"seconds": seconds, "mb_per_s": size / seconds / 1e6, "receiver_cpu_s": cpu}
 
 
@@ -178,7 +227,13 @@ def run_sections(args: argparse.Namespace, console: Console, results: dict[str, 
     src = make_source(args.dir, args.size) if on & {"baselines", "download", "libtorrent", "sweep"} else ""
     if "baselines" in on:
         console.print(f"[bold]baselines[/] ({args.size >> 20} MiB, {args.reps} runs each)")
-        for key, fn in (("tcp", tcp_baseline), ("zmq", zmq_baseline), ("write", write_baseline)):
+        for key, fn in (
+            ("tcp", tcp_baseline),
+            ("zmq", zmq_baseline),
+            ("write", write_baseline),
+            ("direct", direct_write_baseline),
+            ("sha256", sha256_baseline),
+        ):
             results[key] = baseline(fn, src, workdir, args.reps)
     if on & {"download", "libtorrent"}:
         results["compare"] = run_downloads(args, src, workdir, console)

@@ -34,6 +34,8 @@ def baselines(console: Console, results: dict[str, Any]) -> None:
         ("write", "page-cache write alone (pwrite 512 KiB from memory)"),
         ("tcp", "plain TCP stream (sendfile -> recv_into+pwrite)"),
         ("zmq", "bare pyzmq DEALER->ROUTER, 512 KiB frames + pwrite"),
+        ("direct", "O_DIRECT write alone (1 MiB pieces, copied to an aligned buffer)"),
+        ("sha256", "SHA-256 alone (1 MiB pieces, hashlib)"),
     ):
         if key in results:
             table.add_row(label, fmt(results[key]["mb_per_s"]), fmt(results[key]["cpu_s_per_gb"], 2))
