@@ -24,7 +24,7 @@ from messages.errors import Code, LocalError
 from messages.records import FileMeta
 
 from .hashing import verify_existing
-from .piecewriter import PieceWriter, open_direct, write_all
+from .piecewriter import PieceWriter, open_direct, reserve, write_all
 
 PARTIAL_DIR = ".torrent-partial"
 
@@ -71,9 +71,22 @@ class PartFile:
         if os.fstat(self.fd).st_size:
             self.have = verify_existing(self.fd, self.meta.size, self.meta.piece_size, digests)
         os.ftruncate(self.fd, self.meta.size)
+        self._reserve()
         if self.direct:
             self.direct_fd = open_direct(self.meta.name, self._dir, os.fstat(self.fd))
         return self.have
+
+    def _reserve(self) -> None:
+        try:
+            reserve(self.fd, self.meta.size)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise LocalError(
+                Code.NO_SPACE,
+                f"not enough free space in {self.dest_dir} for {self.meta.name} ({self.meta.size:,} bytes);"
+                f" the partial file is kept at {self.path}",
+            ) from None
 
     def writer(self) -> PieceWriter:
         """A writer for one worker thread (each has its own aligned buffer)."""

@@ -14,9 +14,11 @@ before.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import mmap
 import os
+from typing import Any
 
 # Offsets, lengths and the buffer's address must be multiples of the device's logical block
 # size for O_DIRECT; 4096 covers every common device (the buffer is page-aligned by mmap).
@@ -50,6 +52,37 @@ def open_direct(name: str, dir_fd: int, same_as: os.stat_result) -> int:
         os.close(fd)
         return -1
     return fd
+
+
+def _libc_fallocate() -> Any:
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_FALLOCATE = _libc_fallocate()
+
+
+def reserve(fd: int, size: int) -> bool:
+    """Allocate the file's blocks up front (Linux ``fallocate``; holes already written stay).
+
+    Direct writes into holes make the file system allocate blocks under the file's exclusive
+    lock, so concurrent pieces queue behind each other (1 GiB from 4 holders: 2.6 ms per 1 MiB
+    write with four workers, 1.7 ms once reserved); and a disk without room for the file says
+    so at the start, not half-way. False where the file system cannot (then nothing changes:
+    no emulation by writing zeros, which posix_fallocate would do). Raises OSError(ENOSPC)."""
+    if _FALLOCATE is None or size <= 0:
+        return False
+    if _FALLOCATE(fd, 0, 0, size) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+        return False
+    raise OSError(err, os.strerror(err))
 
 
 class PieceWriter:

@@ -175,6 +175,22 @@ def test_full_home_does_not_hang_a_finished_download(swarm: Swarm) -> None:
         c.ok("status")
 
 
+def test_a_destination_without_room_for_the_file_fails_at_once_and_says_so(swarm: Swarm) -> None:
+    """The partial file's blocks are reserved when the download starts: a disk that cannot
+    hold the file is named at once, not after the bytes that did fit were fetched."""
+    a = swarm.peer("a")
+    c = swarm.peer("c")
+    swarm.group(a, "g", c)
+    make_file(f"{swarm.tmp}/files/f.bin", 3_000_000, seed=6)
+    a.ok(f"upload_file {swarm.tmp}/files/f.bin g")
+    with small_disk(os.path.join(swarm.tmp, "small"), "2m") as out:
+        c.ok(f"download_file g f.bin {out}")
+        r = c.run("wait", timeout=30)
+        failed = [line for line in r.lines if "download of" in line and "failed" in line]
+        assert failed and "not enough free space" in failed[0] and "3,000,000 bytes" in failed[0], r.lines
+        c.ok("status")  # the peer goes on
+
+
 # --- a damaged tracker database -------------------------------------------------------------
 
 

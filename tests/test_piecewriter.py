@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from peer.piecewriter import ALIGN, PieceWriter, open_direct
+from peer.piecewriter import ALIGN, PieceWriter, open_direct, reserve
 
 PIECE = 64 * 1024
 
@@ -77,3 +77,17 @@ def test_a_symbolic_link_is_not_followed(tmp_path):
             open_direct("f.part", dir_fd, os.stat(target))
     finally:
         os.close(dir_fd)
+
+
+def test_reserving_allocates_the_whole_file_and_keeps_what_was_written(tmp_path):
+    fd = os.open(tmp_path / "f.part", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.ftruncate(fd, 8 * PIECE)
+        os.pwrite(fd, b"kept", 3 * PIECE)
+        assert os.fstat(fd).st_blocks * 512 < 8 * PIECE  # sparse: holes everywhere else
+        assert reserve(fd, 8 * PIECE)
+        assert os.fstat(fd).st_blocks * 512 >= 8 * PIECE
+        assert os.pread(fd, 4, 3 * PIECE) == b"kept"
+        assert os.fstat(fd).st_size == 8 * PIECE
+    finally:
+        os.close(fd)
