@@ -1,8 +1,10 @@
 """The downloader's internal pipeline messages (inproc, between threads of one process).
 
-    coordinator (ventilator) --PUSH Assignment--> workers --PUSH Result--> coordinator (sink)
+    coordinator (ventilator) --PUSH Assignment--> workers --PUSH Verified--> writers
+    workers and writers --PUSH Result--> coordinator (sink)
 
-Workers fetch, verify and write each piece themselves; the sink owns which pieces are in.
+Workers fetch and verify each piece; each worker's own writer thread writes it at its offset
+and reports it in (a worker never waits on the disk); the sink owns which pieces are in.
 These messages never leave the process, so their decoders trust their input (the coordinator
 validated every grant and holder when the tracker's list arrived).
 """
@@ -22,6 +24,7 @@ from .records import Grant
 ASSIGN = b"A"
 READY = b"W"  # a worker's first message: its sockets are up, the ventilator may send
 RESULT = b"R"
+VERIFIED = b"V"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,28 @@ class Assignment:
     def decode(cls, frames: list[Any]) -> Assignment:
         h = orjson.loads(as_bytes(frames[1]))
         return cls(piece=h["p"], holder=h["h"], grant=Grant(**h["g"]), timeout=h["t"], key=h["k"])
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A piece that passed SHA-256, for a writer: write ``payload`` at ``offset``.
+
+    Frames: ``[VERIFIED, {"p": piece, "h": holder, "o": offset}, payload]``; the payload is the
+    frame the holder's reply came in, passed on without a copy.
+    """
+
+    piece: int
+    holder: str
+    offset: int
+    payload: Any
+
+    def encode(self) -> list[Any]:
+        return [VERIFIED, orjson.dumps({"p": self.piece, "h": self.holder, "o": self.offset}), self.payload]
+
+    @classmethod
+    def decode(cls, frames: list[Any]) -> Verified:
+        h = orjson.loads(as_bytes(frames[1]))
+        return cls(h["p"], h["h"], h["o"], frames[2])
 
 
 class Outcome(StrEnum):

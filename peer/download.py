@@ -58,7 +58,7 @@ class Settings:
     # cores, 4 holders, 1 GiB: 2 workers 718/944 MB/s encrypted/plain, 4 workers 616/881).
     workers: int = 2
     max_per_holder: int = 4
-    max_in_flight: int = 16  # pieces asked for at once: bounds memory (README, Performance)
+    max_in_flight: int = 12  # pieces asked for at once: bounds memory (README, Performance)
     piece_timeout: float = 8.0
     direct_writes: bool = True  # past the page cache where possible (peer/piecewriter.py)
 

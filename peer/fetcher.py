@@ -1,15 +1,14 @@
 """A download worker: takes assignments from the ventilator, fetches, verifies and writes pieces.
 
-Each worker owns its sockets (a PULL from the ventilator, a PUSH to the sink, one DEALER per
-holder it talks to) and keeps several requests in flight at once, so one worker hides the
-round trip to several holders. Hashing and the pwrite at the piece's offset happen here, in
-parallel threads (hashlib and os.pwrite release the GIL), which spreads the kernel's cost of
-touching fresh pages over every core; the sink is only told which piece is in.
+Each worker owns its sockets (a PULL from the ventilator, a PUSH to the sink, a PUSH to its
+writer, one DEALER per holder it talks to) and keeps several requests in flight at once, so one
+worker hides the round trip to several holders. Hashing happens here, in parallel threads
+(hashlib releases the GIL); a verified piece goes to the worker's own writer thread
+(peer/writer.py), which writes it and tells the sink, so a worker never waits on the disk.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import itertools
 import logging
@@ -23,12 +22,13 @@ from broker.keys import KeyPair
 from broker.sockets import configure_dealer, piece_limits, recv_bounded
 from messages.errors import Code, ProtocolError
 from messages.pieces import PieceReply, PieceRequest
-from messages.pipeline import READY, Assignment, Result
+from messages.pipeline import READY, Assignment, Result, Verified
 from messages.protocol import PIECE_FRAMES
 from messages.records import FileMeta
 
 from .hashing import digest_at
 from .piecewriter import PieceWriter
+from .writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,10 @@ class Fetcher(threading.Thread):
         self.ventilator, self.sink = pipes
         self.meta = meta
         self.digests = digests
-        self.writer = writer
+        # The writer stops once this worker has (its own flag): stopped on the download's flag,
+        # it could leave first and a piece handed over after that would block on a PUSH with
+        # nobody at the other end.
+        self.writer = Writer(ctx, f"{name}-write", self.sink, writer, threading.Event(), f"{name}-writer")
         self.keys = keys
         self.stop_event = stop
         self._ids = itertools.count(1)
@@ -65,11 +68,15 @@ class Fetcher(threading.Thread):
     def run(self) -> None:
         pull = self.ctx.socket(zmq.PULL)
         push = self.ctx.socket(zmq.PUSH)
+        to_writer = self.ctx.socket(zmq.PUSH)
         try:
+            to_writer.bind(self.writer.inbox)
+            self.writer.start()
             pull.connect(self.ventilator)
             push.connect(self.sink)
+            self.writer.ready.wait()
             push.send(READY)
-            self._loop(pull, push)
+            self._loop(pull, push, to_writer)
         except zmq.ContextTerminated:
             pass
         finally:
@@ -77,9 +84,12 @@ class Fetcher(threading.Thread):
                 self._drop(endpoint)
             pull.close(linger=0)
             push.close(linger=0)
-            self.writer.close()
+            self.writer.stop_event.set()
+            if self.writer.is_alive():
+                self.writer.join(timeout=2)
+            to_writer.close(linger=0)
 
-    def _loop(self, pull: zmq.Socket, push: zmq.Socket) -> None:
+    def _loop(self, pull: zmq.Socket, push: zmq.Socket, to_writer: zmq.Socket) -> None:
         self._poller.register(pull, zmq.POLLIN)
         while not self.stop_event.is_set():
             events = dict(self._poller.poll(int(PEER_INTERVAL * 1000) if self._pending else 100))
@@ -87,7 +97,7 @@ class Fetcher(threading.Thread):
                 self._take_assignments(pull, push)
             for endpoint, sock in list(self._dealers.items()):
                 if sock in events:
-                    self._drain(endpoint, sock, push)
+                    self._drain(endpoint, sock, push, to_writer)
             self._guard(push)
             self._expire(push)
 
@@ -125,7 +135,7 @@ class Fetcher(threading.Thread):
         sock.send_multipart(req.encode())
         self._pending[req.id] = (a, time.monotonic() + a.timeout)
 
-    def _drain(self, endpoint: str, sock: zmq.Socket, push: zmq.Socket) -> None:
+    def _drain(self, endpoint: str, sock: zmq.Socket, push: zmq.Socket, to_writer: zmq.Socket) -> None:
         while True:
             try:
                 frames = recv_bounded(
@@ -142,10 +152,17 @@ class Fetcher(threading.Thread):
             if entry is None or entry[0].holder != endpoint:
                 continue  # an answer to a request we already gave up on
             del self._pending[reply.id]
-            push.send_multipart(self._check(entry[0], reply).encode())
+            failed = self._check(entry[0], reply)
+            if failed is not None:
+                push.send_multipart(failed.encode())
+                continue
+            offset = reply.piece * self.meta.piece_size
+            to_writer.send_multipart(
+                Verified(reply.piece, endpoint, offset, reply.payload).encode(), copy=False
+            )
 
-    def _check(self, a: Assignment, reply: PieceReply) -> Result:
-        """Verify a reply and write its piece; what became of the assignment."""
+    def _check(self, a: Assignment, reply: PieceReply) -> Result | None:
+        """None when the reply holds the piece asked for, intact; otherwise what became of it."""
         if reply.error is not None:
             if reply.error.code in DISTRUST:
                 return Result.bad_data(a.piece, a.holder, reply.error.message)
@@ -155,12 +172,7 @@ class Fetcher(threading.Thread):
             return Result.bad_data(a.piece, a.holder, f"wrong piece or length from {a.holder}")
         if hashlib.sha256(buf).digest() != digest_at(self.digests, a.piece):
             return Result.bad_data(a.piece, a.holder, f"piece {a.piece} from {a.holder} failed SHA-256")
-        try:
-            self.writer.write(buf, a.piece * self.meta.piece_size)
-        except OSError as exc:
-            code = Code.NO_SPACE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else Code.IO_ERROR
-            return Result.local(a.piece, a.holder, code, exc.strerror or str(exc))
-        return Result.ok(a.piece, a.holder)
+        return None
 
     def _guard(self, push: zmq.Socket) -> None:
         """A holder may make us hold its replies to what we asked of it, and no more: one that
