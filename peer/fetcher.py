@@ -1,4 +1,4 @@
-"""A download worker: takes assignments from the ventilator, fetches, verifies and writes pieces.
+"""A download worker: takes assignments from the ventilator, fetches and verifies pieces.
 
 Each worker owns its sockets (a PULL from the ventilator, a PUSH to the sink, a PUSH to its
 writer, one DEALER per holder it talks to) and keeps several requests in flight at once, so one
@@ -156,10 +156,12 @@ class Fetcher(threading.Thread):
             if failed is not None:
                 push.send_multipart(failed.encode())
                 continue
-            offset = reply.piece * self.meta.piece_size
-            to_writer.send_multipart(
-                Verified(reply.piece, endpoint, offset, reply.payload).encode(), copy=False
-            )
+            piece = Verified(reply.piece, endpoint, reply.piece * self.meta.piece_size, reply.payload)
+            try:  # never blocks while the writer runs (pieces in flight are far below the HWM)
+                to_writer.send_multipart(piece.encode(), zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                why = "the download's writer thread stopped"
+                push.send_multipart(Result.local(reply.piece, endpoint, Code.INTERNAL, why).encode())
 
     def _check(self, a: Assignment, reply: PieceReply) -> Result | None:
         """None when the reply holds the piece asked for, intact; otherwise what became of it."""
