@@ -4,12 +4,12 @@ A downloaded piece is written once and, on the downloader, not read again soon: 
 the page cache costs a copy into cache pages and, for pages the machine has not used lately,
 the kernel's cost of handing out fresh memory (on the VM this was measured on, more than the
 copy itself), and the fsync at the end then writes it all out in one go. With O_DIRECT the
-disk takes the bytes straight from a small buffer that each worker reuses, so the cost per
+disk takes the bytes straight from a small buffer that each writer thread reuses, so the cost per
 piece is one copy into that aligned buffer whatever state the machine's memory is in, and the
 finished file is already on disk when the last piece is in (libtorrent offers the same, its
-``disable_os_cache`` write mode). Where O_DIRECT is refused (tmpfs, some network and FUSE file
-systems) or a piece is not aligned (the last one), the piece goes through the page cache as
-before.
+``disable_os_cache`` write mode). Where O_DIRECT is refused (older tmpfs, some network and
+FUSE file systems) or a piece is not aligned (the last one), the piece goes through the page
+cache as before.
 """
 
 from __future__ import annotations
