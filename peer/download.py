@@ -54,8 +54,9 @@ REPORT_FLUSH = 3.0  # seconds an ending download spends telling the tracker of l
 
 @dataclass(slots=True)
 class Settings:
-    # Two workers hash and write in parallel; more only add switching on small machines (2
-    # cores, 4 holders, 1 GiB: 2 workers 718/944 MB/s encrypted/plain, 4 workers 616/881).
+    # Two workers hash in parallel, each with its writer thread (peer/writer.py); more only add
+    # switching on small machines (2 cores, 4 holders, 1 GiB: 2 workers 718/944 MB/s
+    # encrypted/plain, 4 workers 616/881; docs/performance.md).
     workers: int = 2
     max_per_holder: int = 4
     max_in_flight: int = 12  # pieces asked for at once: bounds memory (README, Performance)

@@ -24,7 +24,7 @@ from messages.errors import Code, LocalError
 from messages.records import FileMeta
 
 from .hashing import verify_existing
-from .piecewriter import PieceWriter, open_direct, reserve, write_all
+from .piecewriter import PieceWriter, open_direct, reserve
 
 PARTIAL_DIR = ".torrent-partial"
 
@@ -89,11 +89,8 @@ class PartFile:
             ) from None
 
     def writer(self) -> PieceWriter:
-        """A writer for one worker thread (each has its own aligned buffer)."""
+        """A writer for one writer thread (each has its own aligned buffer)."""
         return PieceWriter(self.fd, self.direct_fd, self.meta.piece_size)
-
-    def write(self, piece: int, data: memoryview) -> None:
-        write_all(self.fd, data, piece * self.meta.piece_size)
 
     def finish(self) -> None:
         """Make the written file durable and give it its final name."""
