@@ -30,9 +30,17 @@ TRACKER_READY = r"tracker listening on (tcp://\S+) key (\S+)"
 class Process:
     """A child process whose merged stdout/stderr lines are collected by a reader thread."""
 
-    def __init__(self, argv: list[str], name: str, *, stdin: bool = False, cwd: str | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        name: str,
+        *,
+        stdin: bool = False,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
         self.p = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,

@@ -36,12 +36,13 @@ from typing import Any
 
 import bench_report
 import orjson
-from bench_baselines import tcp_baseline, zmq_baseline
+from bench_baselines import curve_baseline, tcp_baseline, zmq_baseline
 from bench_compare import compare_rows, shaped_rows
 from bench_control import control_rows
 from bench_download import PAGE_CONDITIONS, DownloadBench, make_source, recycle_page_cache, summarize
 from bench_netns import Skip
 from bench_push import push_rows
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from rich.console import Console
 
 from peer.argtypes import parse_size
@@ -112,17 +113,38 @@ def sha256_baseline(src: str, dest: str) -> dict[str, float]:
     return {"seconds": seconds, "mb_per_s": size / seconds / 1e6, "receiver_cpu_s": cpu}
 
 
+def aesgcm_baseline(src: str, dest: str) -> dict[str, float]:
+    """What sealing pieces in the application would cost a receiver instead of CURVE: AES-256-GCM
+    decryption (``cryptography``, AES-NI) of 1 MiB pieces into one reused buffer. Not used by
+    the peers; a figure for a design choice (docs/performance.md). ``dest`` is not used."""
+    piece = 1 << 20
+    count = max(1, os.path.getsize(src) // piece)
+    size = count * piece
+    aead, nonce = AESGCM(AESGCM.generate_key(bit_length=256)), os.urandom(12)
+    sealed = [aead.encrypt(nonce, os.urandom(piece), None) for _ in range(64)]
+    out = bytearray(piece)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for i in range(count):
+        aead.decrypt_into(nonce, sealed[i % len(sealed)], None, out)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"seconds": seconds, "mb_per_s": size / seconds / 1e6, "receiver_cpu_s": cpu}
+
+
 def baseline(fn: Callable[[str, str], dict[str, float]], src: str, workdir: str, reps: int) -> dict[str, Any]:
     """``reps`` runs of one raw-transfer baseline, each on recycled pages, as our rows are."""
     runs = []
     for _ in range(reps):
         recycle_page_cache(workdir, os.path.getsize(src))
         runs.append(fn(src, os.path.join(workdir, "baseline.out")))
-    return {
+    gb = os.path.getsize(src) / 1e9
+    out = {
         "runs": runs,
         "mb_per_s": summarize([r["mb_per_s"] for r in runs]),
-        "cpu_s_per_gb": summarize([r["receiver_cpu_s"] / (os.path.getsize(src) / 1e9) for r in runs]),
+        "cpu_s_per_gb": summarize([r["receiver_cpu_s"] / gb for r in runs]),
     }
+    if all("sender_cpu_s" in r for r in runs):
+        out["sender_cpu_s_per_gb"] = summarize([r["sender_cpu_s"] / gb for r in runs])
+    return out
 
 
 SECTIONS = ("baselines", "download", "libtorrent", "memory", "sweep", "shaped", "control", "push")
@@ -230,9 +252,11 @@ def run_sections(args: argparse.Namespace, console: Console, results: dict[str, 
         for key, fn in (
             ("tcp", tcp_baseline),
             ("zmq", zmq_baseline),
+            ("curve", curve_baseline),
             ("write", write_baseline),
             ("direct", direct_write_baseline),
             ("sha256", sha256_baseline),
+            ("aesgcm", aesgcm_baseline),
         ):
             results[key] = baseline(fn, src, workdir, args.reps)
     if on & {"download", "libtorrent"}:

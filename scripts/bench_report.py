@@ -27,18 +27,21 @@ def _table(title: str, *columns: str) -> Table:
 def baselines(console: Console, results: dict[str, Any]) -> None:
     if "tcp" not in results:
         return
-    table = _table(
-        f"Machine limits: {results['size'] >> 20} MiB, median \\[min-max]", "row", "MB/s", "CPU s/GB"
-    )
+    title = f"Machine limits: {results['size'] >> 20} MiB, median \\[min-max]"
+    table = _table(title, "row", "MB/s", "CPU s/GB", "sender CPU s/GB")
     for key, label in (
         ("write", "page-cache write alone (pwrite 512 KiB from memory)"),
         ("tcp", "plain TCP stream (sendfile -> recv_into+pwrite)"),
         ("zmq", "bare pyzmq DEALER->ROUTER, 512 KiB frames + pwrite"),
+        ("curve", "... the same over CURVE (as our piece sockets by default)"),
         ("direct", "O_DIRECT write alone (1 MiB pieces, copied to an aligned buffer)"),
         ("sha256", "SHA-256 alone (1 MiB pieces, hashlib)"),
+        ("aesgcm", "AES-256-GCM decryption alone (1 MiB pieces; not used by peers)"),
     ):
         if key in results:
-            table.add_row(label, fmt(results[key]["mb_per_s"]), fmt(results[key]["cpu_s_per_gb"], 2))
+            row = results[key]
+            sender = fmt(row["sender_cpu_s_per_gb"], 2) if "sender_cpu_s_per_gb" in row else ""
+            table.add_row(label, fmt(row["mb_per_s"]), fmt(row["cpu_s_per_gb"], 2), sender)
     console.print(table)
 
 

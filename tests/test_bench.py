@@ -20,8 +20,10 @@ def test_bench_quick_runs_every_section_and_writes_figures(tmp_path) -> None:
     r = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     results = orjson.loads(out.read_bytes())
-    for key in ("tcp", "zmq", "write", "direct", "sha256"):
+    for key in ("tcp", "zmq", "curve", "write", "direct", "sha256", "aesgcm"):
         assert results[key]["mb_per_s"]["median"] > 0, key
+    for key in ("tcp", "zmq", "curve"):  # both ends of a transfer report their CPU time
+        assert results[key]["sender_cpu_s_per_gb"]["median"] > 0, key
     # Downloads: both page conditions, ours encrypted and plain (every copy verified by the shell,
     # libtorrent's compared byte for byte by its bench, which raises otherwise).
     assert {"k2-1M-recycled", "k2-1M-fresh"} <= set(results["compare"])
