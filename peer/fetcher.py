@@ -28,7 +28,7 @@ from messages.records import FileMeta
 
 from .hashing import digest_at
 from .piecewriter import PieceWriter
-from .writer import Writer
+from .writer import START_TIMEOUT, Writer
 
 log = logging.getLogger(__name__)
 
@@ -66,28 +66,37 @@ class Fetcher(threading.Thread):
         self._poller = zmq.Poller()
 
     def run(self) -> None:
-        pull = self.ctx.socket(zmq.PULL)
-        push = self.ctx.socket(zmq.PUSH)
-        to_writer = self.ctx.socket(zmq.PUSH)
+        # Sockets are made inside the try, so a context out of sockets ends this worker
+        # cleanly (it never says READY, and the download says its workers did not start).
+        sockets: list[zmq.Socket] = []
+        to_writer: zmq.Socket | None = None
         try:
+            to_writer = self.ctx.socket(zmq.PUSH)
+            for kind in (zmq.PULL, zmq.PUSH):
+                sockets.append(self.ctx.socket(kind))
+            pull, push = sockets
             to_writer.bind(self.writer.inbox)
             self.writer.start()
             pull.connect(self.ventilator)
             push.connect(self.sink)
-            self.writer.ready.wait()
+            if not self.writer.ready.wait(START_TIMEOUT) or not self.writer.up:
+                return
             push.send(READY)
             self._loop(pull, push, to_writer)
         except zmq.ContextTerminated:
             pass
+        except zmq.ZMQError as exc:
+            log.warning("download worker %s stopped: %s", self.name, exc)
         finally:
             for endpoint in list(self._dealers):
                 self._drop(endpoint)
-            pull.close(linger=0)
-            push.close(linger=0)
+            for sock in sockets:
+                sock.close(linger=0)
             self.writer.stop_event.set()
             if self.writer.is_alive():
                 self.writer.join(timeout=2)
-            to_writer.close(linger=0)
+            if to_writer is not None:  # after the writer: what it was handed is still written
+                to_writer.close(linger=0)
 
     def _loop(self, pull: zmq.Socket, push: zmq.Socket, to_writer: zmq.Socket) -> None:
         self._poller.register(pull, zmq.POLLIN)

@@ -97,16 +97,26 @@ class PieceWriter:
     def write(self, data: memoryview, offset: int) -> None:
         n = len(data)
         if self._buf is not None and offset % ALIGN == 0 and n % ALIGN == 0 and n <= len(self._buf):
-            view = self._buf[:n]
-            view[:] = data
-            try:
-                write_all(self.direct_fd, view, offset)
+            if self._write_direct(self._buf, data, offset):
                 return
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                self.close()  # refused after all (say, a device with larger blocks): buffered from now on
+            self.close()  # refused after all (say, a device with larger blocks): buffered from now on
         write_all(self.fd, data, offset)
+
+    def _write_direct(self, buf: memoryview, data: memoryview, offset: int) -> bool:
+        """False when the kernel refuses the direct write (EINVAL). Every view of the buffer is
+        gone when this returns, so the caller may unmap it (an exported view makes the unmap
+        raise, which killed the writer thread and the download with it)."""
+        view = buf[: len(data)]
+        try:
+            view[:] = data
+            write_all(self.direct_fd, view, offset)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            return False  # the traceback, and the slices it holds, go with the except block
+        finally:
+            view.release()
+        return True
 
     def close(self) -> None:
         if self._buf is not None:

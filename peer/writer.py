@@ -10,6 +10,7 @@ down, so a piece counts as in (and is served to others) only once it is on disk.
 from __future__ import annotations
 
 import errno
+import logging
 import threading
 
 import zmq
@@ -19,7 +20,10 @@ from messages.pipeline import Result, Verified
 
 from .piecewriter import PieceWriter
 
+log = logging.getLogger(__name__)
+
 POLL_MS = 100  # how often an idle writer looks at the stop flag
+START_TIMEOUT = 5.0  # how long a worker waits for its writer to come up
 
 
 class Writer(threading.Thread):
@@ -29,26 +33,45 @@ class Writer(threading.Thread):
         super().__init__(name=name, daemon=True)
         self.ctx, self.inbox, self.sink = ctx, inbox, sink
         self.writer, self.stop_event = writer, stop
-        self.ready = threading.Event()  # set once its sockets are connected
+        self.ready = threading.Event()  # set once it is up, or once it failed to come up
+        self.up = False  # whether its sockets are connected (read after ``ready``)
+        self.dropped = 0  # results the sink was no longer there to take
 
     def run(self) -> None:
-        pull = self.ctx.socket(zmq.PULL)
-        push = self.ctx.socket(zmq.PUSH)
+        sockets: list[zmq.Socket] = []
         try:
+            # Created inside the try: a context out of sockets (or being terminated) must still
+            # set ``ready``, or the worker waiting on it would wait for ever.
+            pull = self.ctx.socket(zmq.PULL)
+            sockets.append(pull)
+            push = self.ctx.socket(zmq.PUSH)
+            sockets.append(push)
             pull.connect(self.inbox)
             push.connect(self.sink)
+            self.up = True
             self.ready.set()
             while not self.stop_event.is_set():
                 if pull.poll(POLL_MS):
                     v = Verified.decode(pull.recv_multipart(copy=False))
-                    push.send_multipart(self._write(v).encode())
+                    self._report(push, self._write(v))
         except zmq.ContextTerminated:
             pass
+        except zmq.ZMQError as exc:
+            log.warning("download writer %s could not start: %s", self.name, exc)
         finally:
             self.ready.set()
-            pull.close(linger=0)
-            push.close(linger=0)
+            for sock in sockets:
+                sock.close(linger=0)
             self.writer.close()
+
+    def _report(self, push: zmq.Socket, result: Result) -> None:
+        """Never blocks: a sink that is gone (the download ended while a slow write went on)
+        would otherwise hold this thread, its buffer and its sockets until the peer exits."""
+        try:
+            push.send_multipart(result.encode(), zmq.NOBLOCK)
+        except zmq.Again:
+            self.dropped += 1
+            log.debug("piece %d written after its download ended; result dropped", result.piece)
 
     def _write(self, v: Verified) -> Result:
         try:
@@ -56,4 +79,7 @@ class Writer(threading.Thread):
         except OSError as exc:
             code = Code.NO_SPACE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else Code.IO_ERROR
             return Result.local(v.piece, v.holder, code, exc.strerror or str(exc))
+        except Exception as exc:  # a bug must fail the download with a reason, not kill this thread
+            log.exception("download writer failed on piece %d", v.piece)
+            return Result.local(v.piece, v.holder, Code.INTERNAL, f"writer failed: {exc!r}")
         return Result.ok(v.piece, v.holder)

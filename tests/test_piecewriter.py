@@ -91,3 +91,35 @@ def test_reserving_allocates_the_whole_file_and_keeps_what_was_written(tmp_path)
         assert os.fstat(fd).st_size == 8 * PIECE
     finally:
         os.close(fd)
+
+
+def test_a_direct_write_the_kernel_refuses_goes_through_the_page_cache(tmp_path, monkeypatch) -> None:
+    # A file system may accept O_DIRECT at open and refuse the write itself (EINVAL: larger
+    # blocks, some FUSE or stacked devices). The piece must still land, and so must the next.
+    import errno
+
+    import peer.piecewriter as pw
+
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+    os.ftruncate(fd, 2 * PIECE)
+    dir_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    dfd = open_direct("f", dir_fd, os.fstat(fd))
+    real_pwrite = os.pwrite
+
+    def refusing_pwrite(f: int, data, offset: int) -> int:
+        if f == dfd:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_pwrite(f, data, offset)
+
+    monkeypatch.setattr(pw.os, "pwrite", refusing_pwrite)
+    pieces = _pieces(2 * PIECE)
+    writer = PieceWriter(fd, dfd, PIECE)
+    try:
+        for i, piece in enumerate(pieces):
+            writer.write(memoryview(piece), i * PIECE)
+        assert os.pread(fd, 2 * PIECE, 0) == b"".join(pieces)
+    finally:
+        writer.close()
+        for d in (dfd, fd, dir_fd):
+            if d >= 0:
+                os.close(d)

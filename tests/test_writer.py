@@ -66,3 +66,62 @@ def test_a_write_that_fails_is_reported_as_our_side_failing(tmp_path) -> None:
     finally:
         os.close(fd)
         ctx.term()
+
+
+def test_a_writer_that_cannot_get_sockets_says_so_at_once_and_ends(tmp_path) -> None:
+    # A context out of sockets (ZMQ_MAX_SOCKETS; each holder costs a download one) must not
+    # leave the worker waiting for its writer for ever.
+    ctx = zmq.Context()
+    ctx.max_sockets = 1
+    taken = ctx.socket(zmq.PULL)
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        w = Writer(
+            ctx, "inproc://t-write", "inproc://t-sink", PieceWriter(fd, -1, PIECE), threading.Event(), "t"
+        )
+        w.start()
+        assert w.ready.wait(5), "ready never set"
+        assert not w.up
+        w.join(timeout=5)
+        assert not w.is_alive()
+    finally:
+        taken.close(linger=0)
+        os.close(fd)
+        ctx.term()
+
+
+def test_a_result_for_a_download_that_ended_is_dropped_not_waited_on(tmp_path) -> None:
+    # The download gave up waiting (a slow disk) and closed its sink. Once ZeroMQ has seen the
+    # sink go, a blocking report would hold the writer thread, its buffer and its sockets until
+    # the peer exits.
+    ctx = zmq.Context()
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
+    sink, push = ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
+    try:
+        sink.bind("inproc://t-sink")
+        push.connect("inproc://t-sink")
+        push.send(b"x")
+        assert sink.poll(5000)
+        sink.recv()
+        sink.close(linger=0)
+        deadline = time.monotonic() + 5
+        while push.poll(10, zmq.POLLOUT) and time.monotonic() < deadline:
+            pass  # until the PUSH knows it has nobody to send to
+        assert not push.poll(0, zmq.POLLOUT)
+        w = Writer(
+            ctx, "inproc://t-write", "inproc://t-sink", PieceWriter(fd, -1, PIECE), threading.Event(), "t"
+        )
+        done = threading.Event()
+
+        def report() -> None:
+            w._report(push, Result.ok(7, "tcp://h:1"))
+            done.set()
+
+        threading.Thread(target=report, daemon=True).start()
+        assert done.wait(5), "the writer waits on a sink that is gone"
+        assert w.dropped == 1
+    finally:
+        push.close(linger=0)
+        sink.close(linger=0)
+        os.close(fd)
+        ctx.term()
