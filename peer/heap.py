@@ -8,6 +8,13 @@ again (on this VM, page faults and zeroing were ~7% of the downloader's CPU per 
 scripts/bench, 1.47 -> 1.37 CPU-s/GB). Fixing both thresholds keeps up to TRIM bytes of freed
 pieces for reuse; memory still peaks at the pieces in flight, and the seeder's send budget
 gives everything back after a quiet spell (``budget.give_memory_back``).
+
+One arena for all threads: glibc gives each thread that allocates (ZeroMQ's I/O thread, the
+download workers) an arena of its own, and ``malloc_trim`` only returns the top of the main
+one, so up to TRIM bytes per thread stayed resident for good (30 MiB freed in an I/O thread:
+30 MiB kept after the quiet-spell trim; 0 with one arena). A handful of big allocations per
+piece do not contend for the lock (encrypted downloads, paired runs: 738-811 MB/s against
+742-793 with an arena per thread).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ log = logging.getLogger(__name__)
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 MMAP = 32 * 1024 * 1024  # glibc's upper bound for it; the largest piece frame is below
 TRIM = 32 * 1024 * 1024
 
@@ -31,7 +39,11 @@ def keep_piece_buffers() -> bool:
     assert PIECE_MAX_MSG < MMAP
     try:
         libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM) == 1
+        ok = (
+            libc.mallopt(M_ARENA_MAX, 1) == 1
+            and libc.mallopt(M_MMAP_THRESHOLD, MMAP) == 1
+            and libc.mallopt(M_TRIM_THRESHOLD, TRIM) == 1
+        )
     except (OSError, AttributeError):
         ok = False
     if not ok:

@@ -24,7 +24,7 @@ from messages.errors import Code, LocalError
 from messages.records import FileMeta
 
 from .hashing import verify_existing
-from .piecewriter import PieceWriter, open_direct, reserve
+from .piecewriter import PieceWriter, open_direct, release, reserve
 
 PARTIAL_DIR = ".torrent-partial"
 
@@ -82,11 +82,28 @@ class PartFile:
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
+            self._release_unverified()
             raise LocalError(
                 Code.NO_SPACE,
                 f"not enough free space in {self.dest_dir} for {self.meta.name} ({self.meta.size:,} bytes);"
                 f" the partial file is kept at {self.path}",
             ) from None
+
+    def _release_unverified(self) -> None:
+        """Give back what a reservation that failed half-way took (the room was there when we
+        looked, then someone else took it): every run of pieces not verified, so a full disk
+        is not left full by us; verified pieces stay for the next attempt."""
+        size, n = self.meta.piece_size, self.meta.num_pieces
+        piece = 0
+        while piece < n:
+            if piece in self.have:
+                piece += 1
+                continue
+            end = piece
+            while end < n and end not in self.have:
+                end += 1
+            release(self.fd, piece * size, min(end * size, self.meta.size) - piece * size)
+            piece = end
 
     def writer(self) -> PieceWriter:
         """A writer for one writer thread (each has its own aligned buffer)."""

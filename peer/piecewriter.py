@@ -65,6 +65,8 @@ def _libc_fallocate() -> Any:
 
 
 _FALLOCATE = _libc_fallocate()
+FALLOC_FL_KEEP_SIZE = 0x01  # linux/falloc.h
+FALLOC_FL_PUNCH_HOLE = 0x02
 
 
 def reserve(fd: int, size: int) -> bool:
@@ -77,12 +79,26 @@ def reserve(fd: int, size: int) -> bool:
     no emulation by writing zeros, which posix_fallocate would do). Raises OSError(ENOSPC)."""
     if _FALLOCATE is None or size <= 0:
         return False
+    # Looked at first: ext4 keeps the blocks a failed fallocate took, so asking for more than
+    # there is would fill the disk and then say there is no room.
+    needed = size - os.fstat(fd).st_blocks * 512
+    vfs = os.fstatvfs(fd)
+    if needed > vfs.f_bavail * vfs.f_frsize:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     if _FALLOCATE(fd, 0, 0, size) == 0:
         return True
     err = ctypes.get_errno()
     if err in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
         return False
     raise OSError(err, os.strerror(err))
+
+
+def release(fd: int, offset: int, length: int) -> bool:
+    """Give a range's blocks back to the file system (punch a hole; the size stays): what a
+    reservation took where it failed half-way. False where the file system cannot."""
+    if _FALLOCATE is None or length <= 0:
+        return False
+    return _FALLOCATE(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) == 0
 
 
 class PieceWriter:
