@@ -297,7 +297,7 @@ class Download:
     def _reclaim_overdue(self, now: float) -> None:
         for piece, hid in self.schedule.overdue(now):
             log.info("piece %d from %s overdue; asking elsewhere", piece, hid)
-            self.picker.failed(piece, hid, now)
+            self.picker.failed(piece, hid, now, timeout=True)
 
     def _check_starvation(self, now: float) -> None:
         in_flight = len(self.picker.in_flight)
@@ -322,12 +322,15 @@ class Download:
         if r.outcome is Outcome.LOCAL:
             raise LocalError(Code(r.code), f"cannot write {self.part.path}: {r.message}; partial file kept")
         if r.outcome is Outcome.FAILED and r.code == Code.BUSY:
-            self.picker.busy(r.piece, r.holder, time.monotonic())
+            now = time.monotonic()
+            self.picker.busy(r.piece, r.holder, now)
+            self.schedule.heard_busy(now)
             return
         if r.outcome is not Outcome.OK:
             log.info("piece %d from %s failed: %s %s", r.piece, user, r.code, r.message)
             self.book.errors[r.holder] = r.message
-            self.picker.failed(r.piece, r.holder, time.monotonic(), ban=r.outcome is Outcome.BAD_DATA)
+            ban, late = r.outcome is Outcome.BAD_DATA, r.code == Code.TIMEOUT
+            self.picker.failed(r.piece, r.holder, time.monotonic(), ban=ban, timeout=late)
             self._tally.failed(user)
             if r.outcome is Outcome.BAD_DATA:
                 self._tally.add_note(f"{user} sent bad data and was dropped")

@@ -9,6 +9,7 @@ worker hides the round trip to several holders. Hashing happens here, in paralle
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import logging
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 
 # Error replies after which a holder is not asked again in this download: its copy is broken.
 DISTRUST = frozenset({Code.FILE_CHANGED, Code.IO_ERROR})
+# Errors opening a socket to a holder that are ours (a busy peer out of sockets or descriptors):
+# the piece is asked again later, the holder is not banned nor reported for them.
+OUR_SIDE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, zmq.ETERM})
 
 
 class Fetcher(threading.Thread):
@@ -118,9 +122,13 @@ class Fetcher(threading.Thread):
                 return
             try:
                 self._send(a)
-            except zmq.ZMQError as exc:  # e.g. an endpoint zmq cannot connect to
+            except zmq.ZMQError as exc:
                 self._drop(a.holder)
-                push.send_multipart(Result.bad_data(a.piece, a.holder, f"cannot connect: {exc}").encode())
+                if exc.errno in OUR_SIDE:  # out of sockets or descriptors here: not the holder's fault
+                    failed = Result.fail(a.piece, a.holder, Code.INTERNAL, f"cannot open a socket: {exc}")
+                else:  # e.g. an endpoint zmq cannot connect to
+                    failed = Result.bad_data(a.piece, a.holder, f"cannot connect: {exc}")
+                push.send_multipart(failed.encode())
 
     def _send(self, a: Assignment) -> None:
         sock = self._dealers.get(a.holder)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from messages.bitfield import Bitfield
 
 BUSY_BACKOFF = 0.25  # seconds a busy holder is left alone
+CALM = 16  # pieces delivered without a timeout before a holder's ceiling is raised by one
 
 
 @dataclass(slots=True)
@@ -39,6 +40,8 @@ class HolderState:
     backoff_until: float = 0.0
     flight: set[int] = field(default_factory=set)
     window: float = float("inf")  # pieces it takes at once, learnt from its BUSY answers
+    ceiling: float = float("inf")  # how many at once last timed out, less one (see ``failed``)
+    calm: int = 0  # pieces delivered since its last timeout
 
     def has(self, piece: int) -> bool:
         return self.have is None or piece in self.have
@@ -148,7 +151,7 @@ class Picker:
         return choice
 
     def _limit(self, h: HolderState) -> int:
-        return max(1, int(min(self.max_per_holder, h.window)))
+        return max(1, int(min(self.max_per_holder, h.window, h.ceiling)))
 
     def _least_loaded(self, candidates: list[HolderState]) -> str:
         best = min(_rank(h) for h in candidates)
@@ -191,8 +194,11 @@ class Picker:
         h = self.holders.get(hid)
         if h is not None:
             h.failures = 0
-            if h.window < self.max_per_holder:  # one more at once per window's worth delivered
+            if h.window < min(self.max_per_holder, h.ceiling):  # one more per window's worth
                 h.window += 1 / h.window
+            h.calm += 1
+            if h.calm >= CALM and h.ceiling < self.max_per_holder:  # try one more again
+                h.ceiling, h.calm = h.ceiling + 1, 0
         if piece in self.have:
             return False
         self.have.add(piece)
@@ -201,9 +207,16 @@ class Picker:
         # Other requests for this piece (endgame) are now pointless but harmless.
         return True
 
-    def failed(self, piece: int, hid: str, now: float, *, ban: bool = False) -> None:
-        """A request failed: timeout, error reply, or (ban=True) a piece with the wrong hash."""
-        self._unflight(piece, hid)
+    def failed(self, piece: int, hid: str, now: float, *, ban: bool = False, timeout: bool = False) -> None:
+        """A request failed: an error reply, ``timeout`` (no answer in time), or (ban=True) a
+        piece with the wrong hash.
+
+        A holder that timed out with N pieces asked at once (a slow uplink, an upload limit:
+        it serves them one after another and the last ones wait too long) is asked half as
+        many from then on, and never N again until it has delivered CALM pieces in time;
+        otherwise it would be asked N again after its backoff and time out for ever (a holder
+        capped at 0.4 MiB/s gave 6 pieces in two minutes instead of 48)."""
+        level = self._unflight(piece, hid) + 1  # in flight when it failed, this one included
         h = self.holders.get(hid)
         if h is None:
             return
@@ -213,6 +226,9 @@ class Picker:
         elif now >= h.backoff_until:  # one burst (every request on a dead link) counts once
             h.failures += 1
             h.backoff_until = now + min(self.max_backoff, 0.25 * 2**h.failures)
+            if timeout:
+                h.window = max(1.0, min(h.window, level / 2))
+                h.ceiling, h.calm = max(1, level - 1), 0
 
     def busy(self, piece: int, hid: str, now: float) -> None:
         """The holder is at capacity: the piece goes elsewhere, no blame. One still serving us
@@ -239,7 +255,8 @@ class Picker:
         h.load += 1
         h.flight.add(piece)
 
-    def _unflight(self, piece: int, hid: str, requeue: bool = True) -> None:
+    def _unflight(self, piece: int, hid: str, requeue: bool = True) -> int:
+        """Takes the piece off the holder's flight; how many it still has in flight."""
         h = self.holders.get(hid)
         if h is not None and piece in h.flight:
             h.flight.discard(piece)
@@ -251,6 +268,7 @@ class Picker:
                 del self.in_flight[piece]
                 if requeue and piece not in self.have and not self._dirty:
                     heapq.heappush(self._heap, (self._counts[piece], self.rng.random(), piece))
+        return h.load if h is not None else 0
 
     # --- questions ------------------------------------------------------------------------
     @property

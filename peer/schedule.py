@@ -11,9 +11,10 @@ with a fake clock:
 - a download starves when nothing is in flight and nothing can be asked: it then asks for
   holders every RETRY_HOLDERS; once the tracker has answered twice since, and NO_HOLDER_GRACE
   has passed, missing pieces nobody holds end it;
-  TRACKER_GRACE without any tracker answer ends it too; and no verified piece for
-  UNREACHABLE_GRACE while holders are listed (none of them can be reached from here) ends it
-  with a message naming them, not a silent wait;
+  TRACKER_GRACE without any tracker answer ends it too; and neither a verified piece nor a
+  BUSY answer for UNREACHABLE_GRACE while holders are listed (none of them can be reached from
+  here) ends it with a message naming them, not a silent wait; holders that answer BUSY are
+  there, only busy, and are waited for;
 - every assignment has a deadline: a worker that died (or a reply that never came) gives its
   piece back after the worker's own timeout plus ASSIGNMENT_SLACK.
 """
@@ -47,6 +48,7 @@ class Schedule:
     stalled_since: float | None = None
     answers_since_stall: int = 0
     last_gain: float = 0.0
+    last_busy: float = 0.0  # when a holder last answered BUSY (it is reachable, only busy)
     deadlines: dict[tuple[int, str], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -67,6 +69,9 @@ class Schedule:
     def gained_piece(self, now: float) -> None:
         self.progress_dirty = True
         self.last_gain = now
+
+    def heard_busy(self, now: float) -> None:
+        self.last_busy = now
 
     def holders_now(self) -> None:
         """Ask for the full holder list at the next chance (a push could not say it all, or
@@ -94,7 +99,8 @@ class Schedule:
     def starving(self, now: float, *, in_flight: int, unavailable: int, holders: int = 0) -> Code | None:
         """Why the download cannot go on (NO_HOLDERS, TIMEOUT, UNREACHABLE), or None while it
         may; ``holders``: how many holders are listed."""
-        if holders and now - self.last_gain > max(UNREACHABLE_GRACE, 4 * self.piece_timeout):
+        heard = max(self.last_gain, self.last_busy)
+        if holders and now - heard > max(UNREACHABLE_GRACE, 4 * self.piece_timeout):
             return Code.UNREACHABLE
         if in_flight:
             self.stalled_since = None

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from messages.bitfield import Bitfield
-from peer.picker import Picker
+from peer.picker import CALM, Picker
 
 SEEDS = range(8)
 
@@ -442,3 +442,70 @@ def test_a_holder_busy_with_nothing_of_ours_rests_briefly() -> None:
     assert all(h == ({"A", "B"} - {hid}).pop() for _, h in drain(p, 0.0))
     later = drain(p, 1.0)
     assert any(h == hid for _, h in later)
+
+
+def _pieces_from_a_capped_holder(rate: float, seconds: float = 120.0, timeout: float = 8.0) -> int:
+    """A holder whose uplink gives ``rate`` pieces a second serves requests one after another;
+    two workers each drop their connection, failing every request on it, once one is
+    ``timeout`` late (fetcher._expire). Pieces delivered in ``seconds`` (a simulated clock)."""
+    p = make(1000, {"S": None}, seed=1, max_per_holder=4, max_in_flight=12)
+    queue: list[list] = []  # the holder's FIFO: [piece, worker, connection, work left]
+    conn = [0, 0]
+    pending: dict[int, list[tuple[int, float]]] = {0: [], 1: []}
+    t, dt, got, turn = 0.0, 0.01, 0, 0
+    while t < seconds:
+        while (choice := p.assign(t)) is not None:
+            turn ^= 1
+            pending[turn].append((choice[0], t + timeout))
+            queue.append([choice[0], turn, conn[turn], 1.0])
+        if queue:
+            queue[0][3] -= rate * dt
+            if queue[0][3] <= 0:
+                piece, w, c, _ = queue.pop(0)
+                if c == conn[w] and any(x[0] == piece for x in pending[w]):
+                    pending[w] = [x for x in pending[w] if x[0] != piece]
+                    p.done(piece, "S")
+                    got += 1
+        for w in (0, 1):
+            if any(deadline <= t for _, deadline in pending[w]):
+                for piece, _ in pending[w]:
+                    p.failed(piece, "S", t, timeout=True)
+                pending[w] = []
+                conn[w] += 1
+        t += dt
+    return got
+
+
+@pytest.mark.parametrize(("rate", "least"), [(0.4, 36), (0.2, 12)])
+def test_a_holder_on_a_slow_uplink_is_asked_fewer_at_once_after_timing_out(rate: float, least: int) -> None:
+    # Asked 4 at once, a holder capped at 0.4 MiB/s (1 MiB pieces) takes 10 s for the last:
+    # the requests time out, and asked 4 again after the backoff it gave 6 pieces in two
+    # minutes instead of 48. Halving on a timeout, and not going back to the level that timed
+    # out until it has delivered a while, keeps it busy.
+    assert _pieces_from_a_capped_holder(rate) >= least
+
+
+def test_a_timeout_halves_the_holders_window_and_caps_it_below_what_timed_out() -> None:
+    p = make(100, {"S": None}, max_per_holder=4)
+    asked = drain(p)
+    assert len(asked) == 4
+    for piece, hid in asked:  # one burst: every request on the dropped connection
+        p.failed(piece, hid, 10.0, timeout=True)
+    assert drain(p, 100.0) and p.holders["S"].load == 2  # half of 4
+    delivered = 0
+
+    def deliver_all_in_flight() -> None:
+        nonlocal delivered
+        for piece in sorted(p.holders["S"].flight):
+            p.done(piece, "S")
+            delivered += 1
+
+    deliver_all_in_flight()
+    while delivered < CALM - 4:  # it grows back, but not to the 4 that timed out
+        drain(p, 100.0)
+        deliver_all_in_flight()
+    assert p._limit(p.holders["S"]) == 3
+    while delivered < 2 * CALM:  # after a calm while it may try 4 again
+        drain(p, 100.0)
+        deliver_all_in_flight()
+    assert p._limit(p.holders["S"]) == 4

@@ -124,3 +124,15 @@ def test_listed_holders_that_deliver_nothing_for_a_minute_end_the_download() -> 
     later = T0 + 2 * UNREACHABLE_GRACE
     assert s.starving(later, in_flight=2, unavailable=0, holders=2) is Code.UNREACHABLE
     assert s.starving(later, in_flight=0, unavailable=0, holders=0) is not Code.UNREACHABLE
+
+
+def test_holders_that_answer_busy_are_waited_for_not_called_unreachable() -> None:
+    """A popular seeder serving others answers BUSY for a while: it is there, and the download
+    waits for it; only silence counts toward 'unreachable'."""
+    s = Schedule(piece_timeout=8.0, started=T0)
+    t = T0
+    while t < T0 + 3 * UNREACHABLE_GRACE:
+        s.heard_busy(t)
+        assert s.starving(t, in_flight=1, unavailable=0, holders=2) is None, t - T0
+        t += 5
+    assert s.starving(t + UNREACHABLE_GRACE + 1, in_flight=1, unavailable=0, holders=2) is Code.UNREACHABLE
