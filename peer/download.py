@@ -336,7 +336,7 @@ class Download:
                 self._tally.add_note(f"{user} sent bad data and was dropped")
                 self.book.distrust(r.holder, r.piece, r.code)
             return
-        if self.picker.done(r.piece, r.holder):  # False: an endgame duplicate
+        if self.picker.done(r.piece, r.holder, time.monotonic()):  # False: an endgame duplicate
             self.library.mark(self.key, r.piece)
             self.schedule.gained_piece(time.monotonic())
             self._tally.received(user)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections import Counter
 
@@ -509,3 +510,29 @@ def test_a_timeout_halves_the_holders_window_and_caps_it_below_what_timed_out() 
         drain(p, 100.0)
         deliver_all_in_flight()
     assert p._limit(p.holders["S"]) == 4
+
+
+def _pieces_in_a_minute(slow_holders: int) -> Counter[str]:
+    """One fast holder (0.1 s a piece) and ``slow_holders`` slow but healthy ones (6 s a piece),
+    12 pieces in flight at most: pieces each kind delivered in a simulated minute."""
+    p = make(100_000, {"F": None, **{f"S{k}": None for k in range(slow_holders)}}, seed=2)
+    p.max_in_flight = 12
+    events: list[tuple[float, int, str]] = []
+    t, by = 0.0, Counter[str]()
+    while t < 60.0:
+        while (choice := p.assign(t)) is not None:
+            piece, hid = choice
+            heapq.heappush(events, (t + (0.1 if hid == "F" else 6.0), piece, hid))
+        t, piece, hid = heapq.heappop(events)
+        if t < 60.0:
+            p.done(piece, hid, t)
+            by[hid[0]] += 1
+    return by
+
+
+def test_a_fast_holder_among_many_slow_ones_gets_the_ties() -> None:
+    # At equal load the slow holders had always served less, so the fast one lost every tie
+    # and got 48 pieces in a minute (15 slow holders); it now wins ties on its measured speed.
+    assert _pieces_in_a_minute(15)["F"] >= 400
+    by = _pieces_in_a_minute(3)
+    assert by["F"] >= 1500 and by["S"] > 0  # the slow ones still serve their share
