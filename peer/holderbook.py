@@ -64,26 +64,36 @@ class HolderBook:
         left = {str(k) for k in body.get("left", []) if isinstance(k, str)}
         gone = [hid for hid, h in self.holders.items() if h.key in left]
         for item in body.get("holders", []):
-            self._take(item)
+            gone += self._take(item)
         for hid in gone:
             self.picker.remove_holder(hid)
             self.holders.pop(hid, None)
         return gone
 
-    def _take(self, item: object) -> None:
+    def _take(self, item: object) -> list[str]:
+        """Add or update one listed holder; the ids it replaces (its old endpoints)."""
         try:
             h = Holder.from_wire(item)
             have = None if h.have is None else Bitfield.decode(self.meta.num_pieces, h.have)
         except ProtocolError as exc:
             log.warning("ignoring malformed holder: %s", exc)
-            return
-        if h.key == self.own_key or (h.endpoint not in self.holders and not self.room):
-            return
+            return []
+        if h.key == self.own_key:
+            return []
+        # One entry per key: a peer that restarted on another port is listed at its new
+        # endpoint, and its old one (dead) must not stay behind, taking pieces that time out.
+        moved = [hid for hid, known in self.holders.items() if known.key == h.key and hid != h.endpoint]
+        for old in moved:
+            self.picker.remove_holder(old)
+            del self.holders[old]
+        if h.endpoint not in self.holders and not self.room:
+            return moved
         self.holders[h.endpoint] = h
         self._names[h.endpoint] = h.user
         if (h.key, self.meta.group, self.meta.name) in self.distrusted:
             self.picker.banned.add(h.endpoint)
         self.picker.update_holder(h.endpoint, have)
+        return moved
 
     def distrust(self, hid: str, piece: int, code: str) -> None:
         """Never ask this holder for this file again in this process; report a bad piece."""

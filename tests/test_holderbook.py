@@ -84,3 +84,15 @@ def test_a_distrusted_holder_is_banned_on_sight() -> None:
     b = HolderBook(META, Picker(Bitfield(META.num_pieces)), {("KEY-A", "g", "f.bin")}, "KEY-DL")
     b.apply(listing(holder("a"), holder("b")))
     assert b.picker.banned == {"tcp://a:1"}
+
+
+def test_a_holder_that_restarted_on_another_port_is_asked_only_at_the_new_one() -> None:
+    """Its key stays, its port changes; a push may carry the new endpoint without the old
+    session's leave. The dead endpoint must not stay in the book taking pieces that time out."""
+    b = book()
+    b.apply(listing(holder("alice"), holder("bob")))
+    moved = dict(holder("alice"), endpoint="tcp://alice:2")
+    gone = b.merge({"holders": [moved], "left": []})
+    assert gone == ["tcp://alice:1"]
+    assert set(b.holders) == {"tcp://alice:2", "tcp://bob:1"} == set(b.picker.holders)
+    assert sorted(b.known()) == ["KEY-ALICE", "KEY-BOB"]
