@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 WORKER_START = 5.0  # seconds for the workers to report READY
 DIGEST_TIMEOUT = 3.0  # seconds a holder has to send the piece digests
+MISSING_EVERY = 0.5  # seconds between counts of the pieces no holder has, while starving
 REPORT_FLUSH = 3.0  # seconds an ending download spends telling the tracker of late bad pieces
 
 
@@ -105,6 +106,7 @@ class Download:
         self.progress = Reporter(peer_name, meta, self.final, self.started)
         self._tally = self.progress.tally
         self._switches = trackers.switches
+        self._missing: tuple[float, list[int]] = (float("-inf"), [])  # when last counted, and what
         self._workers: list[Fetcher] = []
         self._cancel = threading.Event()
         self._cancel_reason = ""
@@ -301,7 +303,11 @@ class Download:
 
     def _check_starvation(self, now: float) -> None:
         in_flight = len(self.picker.in_flight)
-        missing = self.picker.unavailable() if not in_flight else []
+        missing: list[int] = []
+        if not in_flight:  # counted at most every MISSING_EVERY: a scan of every piece and holder
+            if now - self._missing[0] >= MISSING_EVERY:
+                self._missing = (now, self.picker.unavailable())
+            missing = self._missing[1]
         holders = len(self.book.holders)
         verdict = self.schedule.starving(now, in_flight=in_flight, unavailable=len(missing), holders=holders)
         if verdict is Code.NO_HOLDERS:

@@ -42,8 +42,18 @@ def _open_nofollow(name: str, flags: int, dir_fd: int, where: str) -> int:
                 Code.BAD_PATH, f"{where} is a symbolic link; refusing to write through it"
             ) from None
         if exc.errno == errno.ENOTDIR:
-            raise LocalError(Code.BAD_PATH, f"{where} is in the way (not a folder)") from None
+            raise LocalError(
+                Code.BAD_PATH, f"{where} is in the way (a symbolic link or a file, not a folder)"
+            ) from None
         raise
+
+
+def _ours(fd: int, where: str) -> None:
+    """In a destination others can write to (a shared folder), a partial folder or file made
+    by another user would become our finished file while they can still change it."""
+    owner = os.fstat(fd).st_uid
+    if owner != os.geteuid():
+        raise LocalError(Code.BAD_PATH, f"{where} belongs to another user (uid {owner}); refusing to use it")
 
 
 class PartFile:
@@ -65,9 +75,11 @@ class PartFile:
             pass
         folder = os.path.join(self.dest_dir, PARTIAL_DIR)
         self._dir = _open_nofollow(PARTIAL_DIR, os.O_RDONLY | os.O_DIRECTORY, self._dest, folder)
+        _ours(self._dir, folder)
         self.fd = _open_nofollow(self.meta.name, os.O_RDWR | os.O_CREAT, self._dir, self.path)
         if not stat.S_ISREG(os.fstat(self.fd).st_mode):
             raise LocalError(Code.BAD_PATH, f"{self.path} is not a regular file")
+        _ours(self.fd, self.path)
         if os.fstat(self.fd).st_size:
             self.have = verify_existing(self.fd, self.meta.size, self.meta.piece_size, digests)
         os.ftruncate(self.fd, self.meta.size)

@@ -87,3 +87,23 @@ def test_what_a_failed_reservation_took_is_given_back_except_verified_pieces(tmp
             assert os.fstat(part.fd).st_size == 4 * PIECE
         finally:
             part.close()
+
+
+@pytest.mark.parametrize("planted", ["folder", "file"])
+def test_a_partial_folder_or_file_of_another_user_is_refused(tmp_path, planted: str) -> None:
+    # A shared destination: another user made the partial folder (or the partial file in it)
+    # first; what they can still change must not become our finished, "verified" file.
+    if os.geteuid() != 0:
+        pytest.skip("making files owned by another user needs root")
+    out = tmp_path / "out"
+    folder = out / ".torrent-partial"
+    folder.mkdir(parents=True, mode=0o777)
+    (folder / "f.bin").write_bytes(b"")
+    os.chown(folder if planted == "folder" else folder / "f.bin", 65534, 65534)
+    part = PartFile(str(out), _meta(4 * PIECE))
+    try:
+        with pytest.raises(LocalError) as err:
+            part.open(b"\0" * 32 * 4)
+    finally:
+        part.close()
+    assert err.value.code is Code.BAD_PATH and "belongs to another user" in err.value.message
