@@ -311,7 +311,10 @@ class Download:
         holders = len(self.book.holders)
         verdict = self.schedule.starving(now, in_flight=in_flight, unavailable=len(missing), holders=holders)
         if verdict is Code.NO_HOLDERS:
-            raise LocalError(Code.NO_HOLDERS, self.book.unavailable_message(missing, self.part.path))
+            missing = self.picker.unavailable()  # counted again: it ends the download
+            self._missing = (now, missing)
+            if missing:
+                raise LocalError(Code.NO_HOLDERS, self.book.unavailable_message(missing, self.part.path))
         if verdict is Code.UNREACHABLE:
             raise LocalError(
                 Code.UNREACHABLE, self.book.unreachable_message(now - self.schedule.last_gain, self.part.path)

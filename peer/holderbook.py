@@ -63,15 +63,18 @@ class HolderBook:
         """A holders reply or push: holders that appeared or changed, keys that left."""
         left = {str(k) for k in body.get("left", []) if isinstance(k, str)}
         gone = [hid for hid, h in self.holders.items() if h.key in left]
-        for item in body.get("holders", []):
-            gone += self._take(item)
+        items = body.get("holders", [])
+        listed = {str(i.get("endpoint")) for i in items if isinstance(i, dict)}
+        for item in items:
+            gone += self._take(item, listed)
         for hid in gone:
             self.picker.remove_holder(hid)
             self.holders.pop(hid, None)
         return gone
 
-    def _take(self, item: object) -> list[str]:
-        """Add or update one listed holder; the ids it replaces (its old endpoints)."""
+    def _take(self, item: object, listed: set[str]) -> list[str]:
+        """Add or update one listed holder; the ids it replaces (its old endpoints, unless the
+        same message lists them too: one key may run two sessions)."""
         try:
             h = Holder.from_wire(item)
             have = None if h.have is None else Bitfield.decode(self.meta.num_pieces, h.have)
@@ -82,7 +85,11 @@ class HolderBook:
             return []
         # One entry per key: a peer that restarted on another port is listed at its new
         # endpoint, and its old one (dead) must not stay behind, taking pieces that time out.
-        moved = [hid for hid, known in self.holders.items() if known.key == h.key and hid != h.endpoint]
+        moved = [
+            hid
+            for hid, known in self.holders.items()
+            if known.key == h.key and hid != h.endpoint and hid not in listed
+        ]
         for old in moved:
             self.picker.remove_holder(old)
             del self.holders[old]

@@ -48,12 +48,19 @@ def _open_nofollow(name: str, flags: int, dir_fd: int, where: str) -> int:
         raise
 
 
-def _ours(fd: int, where: str) -> None:
-    """In a destination others can write to (a shared folder), a partial folder or file made
-    by another user would become our finished file while they can still change it."""
+def _ours(fd: int, where: str, owners: set[int]) -> None:
+    """In a destination others can write to (a shared folder), a partial folder or file left
+    there by another user would become our finished file while they can still change it.
+    Ours, or the destination's owner's (who could replace the finished file anyway, and whom
+    network file systems that map owners report for everything: NFS squashing, CIFS, sshfs),
+    are fine; what we have just created is not checked at all."""
     owner = os.fstat(fd).st_uid
-    if owner != os.geteuid():
-        raise LocalError(Code.BAD_PATH, f"{where} belongs to another user (uid {owner}); refusing to use it")
+    if owner not in owners:
+        raise LocalError(
+            Code.BAD_PATH,
+            f"{where} belongs to another user (uid {owner}), who could change the download; "
+            "remove it or download to another folder",
+        )
 
 
 class PartFile:
@@ -69,17 +76,23 @@ class PartFile:
         """Create or reopen the partial file; the pieces it already holds, verified."""
         os.makedirs(self.dest_dir, exist_ok=True)
         self._dest = os.open(self.dest_dir, os.O_RDONLY | os.O_DIRECTORY)
+        owners = {os.geteuid(), os.fstat(self._dest).st_uid}
         try:
             os.mkdir(PARTIAL_DIR, 0o700, dir_fd=self._dest)
+            made = True
         except FileExistsError:
-            pass
+            made = False
         folder = os.path.join(self.dest_dir, PARTIAL_DIR)
         self._dir = _open_nofollow(PARTIAL_DIR, os.O_RDONLY | os.O_DIRECTORY, self._dest, folder)
-        _ours(self._dir, folder)
-        self.fd = _open_nofollow(self.meta.name, os.O_RDWR | os.O_CREAT, self._dir, self.path)
+        if not made:
+            _ours(self._dir, folder, owners)
+        try:
+            self.fd = _open_nofollow(self.meta.name, os.O_RDWR | os.O_CREAT | os.O_EXCL, self._dir, self.path)
+        except FileExistsError:
+            self.fd = _open_nofollow(self.meta.name, os.O_RDWR, self._dir, self.path)
+            _ours(self.fd, self.path, owners)
         if not stat.S_ISREG(os.fstat(self.fd).st_mode):
             raise LocalError(Code.BAD_PATH, f"{self.path} is not a regular file")
-        _ours(self.fd, self.path)
         if os.fstat(self.fd).st_size:
             self.have = verify_existing(self.fd, self.meta.size, self.meta.piece_size, digests)
         os.ftruncate(self.fd, self.meta.size)

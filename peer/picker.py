@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from messages.bitfield import Bitfield
 
 BUSY_BACKOFF = 0.25  # seconds a busy holder is left alone
-CALM = 16  # pieces delivered without a timeout before a holder's ceiling is raised by one
+CALM = 6  # pieces per piece of ceiling delivered without a timeout before it is raised by one
+SPEED_TTL = 5.0  # seconds a holder's measured speed counts for choosing between equal holders
 
 
 @dataclass(slots=True)
@@ -48,26 +49,29 @@ class HolderState:
     window: float = float("inf")  # pieces it takes at once, learnt from its BUSY answers
     ceiling: float = float("inf")  # how many at once last timed out, less one (see ``failed``)
     calm: int = 0  # pieces delivered since its last timeout
+    cut_at: float = float("-inf")  # when a timeout last cut its window
     per_piece: float = 0.0  # recent seconds from asking to a verified piece (0: not measured)
+    measured_at: float = float("-inf")  # when ``per_piece`` was last updated
     asked_at: dict[int, float] = field(default_factory=dict)
 
     def has(self, piece: int) -> bool:
         return self.have is None or piece in self.have
 
 
-def _speed_class(h: HolderState) -> int:
-    """0 for a holder not measured yet (so it gets tried), then one step per doubling of its
-    time per piece from 1 ms: holders within a factor of two of each other tie."""
-    if h.per_piece <= 0:
+def _speed_class(h: HolderState, now: float) -> int:
+    """0 for a holder not measured lately (so it gets tried: one slow first piece, a cold
+    disk, must not shut it out for good), then one step per doubling of its time per piece
+    from 1 ms: holders within a factor of two of each other tie."""
+    if h.per_piece <= 0 or now - h.measured_at > SPEED_TTL:
         return 0
     return 1 + max(0, int(math.log2(h.per_piece / 0.001)))
 
 
-def _rank(h: HolderState) -> tuple[int, bool, int, int]:
+def _rank(h: HolderState, now: float) -> tuple[int, bool, int, int]:
     """Fewest pieces in flight first; at equal load a fellow downloader before a complete
     holder (a seeder's upload is the swarm's scarcest: what others can give, they should);
     then the faster one; then the one that has served us least."""
-    return h.load, h.have is None, _speed_class(h), h.served + h.load
+    return h.load, h.have is None, _speed_class(h, now), h.served + h.load
 
 
 class Picker:
@@ -155,13 +159,13 @@ class Picker:
                 continue  # stale entry; it is pushed again if it ever becomes pending
             candidates = [h for h in ready if h.has(piece)]
             if candidates:
-                choice = (piece, self._least_loaded(candidates))
+                choice = (piece, self._least_loaded(candidates, now))
                 break
             skipped.append(entry)
         for entry in skipped:
             heapq.heappush(self._heap, entry)
         if choice is None:
-            choice = self._endgame(ready)
+            choice = self._endgame(ready, now)
         if choice is not None:
             self._flight(*choice, now)
         return choice
@@ -169,11 +173,12 @@ class Picker:
     def _limit(self, h: HolderState) -> int:
         return max(1, int(min(self.max_per_holder, h.window, h.ceiling)))
 
-    def _least_loaded(self, candidates: list[HolderState]) -> str:
-        best = min(_rank(h) for h in candidates)
-        return self.rng.choice([h for h in candidates if _rank(h) == best]).id
+    def _least_loaded(self, candidates: list[HolderState], now: float) -> str:
+        ranks = [_rank(h, now) for h in candidates]
+        best = min(ranks)
+        return self.rng.choice([h for h, r in zip(candidates, ranks, strict=True) if r == best]).id
 
-    def _endgame(self, ready: list[HolderState]) -> tuple[int, str] | None:
+    def _endgame(self, ready: list[HolderState], now: float) -> tuple[int, str] | None:
         if self.pending_count():
             return None
         idle = [h for h in ready if h.load == 0]
@@ -181,7 +186,7 @@ class Picker:
             if len(asked) == 1 and piece not in self.have:
                 candidates = [h for h in idle if h.id not in asked and h.has(piece)]
                 if candidates:
-                    return piece, self._least_loaded(candidates)
+                    return piece, self._least_loaded(candidates, now)
         return None
 
     def _rebuild(self) -> None:
@@ -212,13 +217,15 @@ class Picker:
         self._unflight(piece, hid, requeue=False)
         if h is not None and now is not None and asked is not None:
             took = max(0.0, now - asked)
-            h.per_piece = took if h.per_piece <= 0 else 0.75 * h.per_piece + 0.25 * took
+            fresh = h.per_piece <= 0 or now - h.measured_at > SPEED_TTL  # an old figure is dropped
+            h.per_piece = took if fresh else 0.75 * h.per_piece + 0.25 * took
+            h.measured_at = now
         if h is not None:
             h.failures = 0
             if h.window < min(self.max_per_holder, h.ceiling):  # one more per window's worth
                 h.window += 1 / h.window
             h.calm += 1
-            if h.calm >= CALM and h.ceiling < self.max_per_holder:  # try one more again
+            if h.calm >= CALM * h.ceiling and h.ceiling < self.max_per_holder:  # try one more again
                 h.ceiling, h.calm = h.ceiling + 1, 0
         if piece in self.have:
             return False
@@ -234,22 +241,30 @@ class Picker:
 
         A holder that timed out with N pieces asked at once (a slow uplink, an upload limit:
         it serves them one after another and the last ones wait too long) is asked half as
-        many from then on, and never N again until it has delivered CALM pieces in time;
-        otherwise it would be asked N again after its backoff and time out for ever (a holder
-        capped at 0.4 MiB/s gave 6 pieces in two minutes instead of 48)."""
-        level = self._unflight(piece, hid) + 1  # in flight when it failed, this one included
+        many from then on, and never N again until it has delivered CALM pieces in time per
+        piece it may take; otherwise it would be asked N again after its backoff and time out
+        for ever (a holder capped at 0.4 MiB/s gave 6 pieces in two minutes instead of 48; now
+        42). Timeouts of pieces asked before the last cut are the same stall seen by another
+        worker, and do not cut again."""
         h = self.holders.get(hid)
+        was = h is not None and piece in h.flight
+        level = h.load if h is not None else 0  # in flight when it failed, this one included
+        asked = h.asked_at.get(piece) if h is not None else None
+        self._unflight(piece, hid)
         if h is None:
             return
         if ban:
             self.banned.add(hid)
             self._dirty = True
-        elif now >= h.backoff_until:  # one burst (every request on a dead link) counts once
+            return
+        if timeout and (not was or (asked is not None and asked < h.cut_at)):
+            return  # a late word on a piece given back already, or the stall we already cut for
+        if now >= h.backoff_until:  # one burst (every request on a dead link) counts once
             h.failures += 1
             h.backoff_until = now + min(self.max_backoff, 0.25 * 2**h.failures)
             if timeout:
                 h.window = max(1.0, min(h.window, level / 2))
-                h.ceiling, h.calm = max(1, level - 1), 0
+                h.ceiling, h.calm, h.cut_at = max(1, min(h.ceiling, level - 1)), 0, now
 
     def busy(self, piece: int, hid: str, now: float) -> None:
         """The holder is at capacity: the piece goes elsewhere, no blame. One still serving us

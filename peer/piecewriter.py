@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import mmap
 import os
 from typing import Any
@@ -23,6 +24,8 @@ from typing import Any
 # Offsets, lengths and the buffer's address must be multiples of the device's logical block
 # size for O_DIRECT; 4096 covers every common device (the buffer is page-aligned by mmap).
 ALIGN = 4096
+
+log = logging.getLogger(__name__)
 
 
 def write_all(fd: int, data: memoryview, offset: int) -> None:
@@ -81,9 +84,10 @@ def reserve(fd: int, size: int) -> bool:
         return False
     # Looked at first: ext4 keeps the blocks a failed fallocate took, so asking for more than
     # there is would fill the disk and then say there is no room.
+    # (Some FUSE file systems report no sizes at all: nothing to compare with, so not looked at.)
     needed = size - os.fstat(fd).st_blocks * 512
     vfs = os.fstatvfs(fd)
-    if needed > vfs.f_bavail * vfs.f_frsize:
+    if vfs.f_blocks and needed > vfs.f_bavail * vfs.f_frsize:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     if _FALLOCATE(fd, 0, 0, size) == 0:
         return True
@@ -98,7 +102,10 @@ def release(fd: int, offset: int, length: int) -> bool:
     reservation took where it failed half-way. False where the file system cannot."""
     if _FALLOCATE is None or length <= 0:
         return False
-    return _FALLOCATE(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) == 0
+    if _FALLOCATE(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) == 0:
+        return True
+    log.info("could not give back %d bytes of a partial file: %s", length, os.strerror(ctypes.get_errno()))
+    return False
 
 
 class PieceWriter:

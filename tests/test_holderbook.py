@@ -96,3 +96,14 @@ def test_a_holder_that_restarted_on_another_port_is_asked_only_at_the_new_one() 
     assert gone == ["tcp://alice:1"]
     assert set(b.holders) == {"tcp://alice:2", "tcp://bob:1"} == set(b.picker.holders)
     assert sorted(b.known()) == ["KEY-ALICE", "KEY-BOB"]
+
+
+def test_one_key_listed_at_two_endpoints_in_one_message_keeps_both() -> None:
+    """Two sessions of one key (two peers started from one home) listed together: whichever
+    comes last must not drop the other, or the two would swap on every push."""
+    b = book()
+    second = dict(holder("alice"), endpoint="tcp://alice:2")
+    for order in ([holder("alice"), second], [second, holder("alice")]):
+        gone = b.merge({"holders": order, "left": []})
+        assert gone == []
+        assert {"tcp://alice:1", "tcp://alice:2"} <= set(b.holders) == set(b.picker.holders)

@@ -107,3 +107,45 @@ def test_a_partial_folder_or_file_of_another_user_is_refused(tmp_path, planted: 
     finally:
         part.close()
     assert err.value.code is Code.BAD_PATH and "belongs to another user" in err.value.message
+
+
+def test_a_partial_folder_of_the_destinations_owner_is_used(tmp_path) -> None:
+    # Root downloading into a user's folder where that user's own earlier run left the partial
+    # folder (and what network file systems that map owners report): the destination's owner
+    # could replace the finished file anyway, so their partial folder is fine.
+    if os.geteuid() != 0:
+        pytest.skip("making files owned by another user needs root")
+    out = tmp_path / "out"
+    folder = out / ".torrent-partial"
+    folder.mkdir(parents=True, mode=0o700)
+    os.chown(out, 1000, 1000)
+    os.chown(folder, 1000, 1000)
+    part = PartFile(str(out), _meta(4 * PIECE))
+    try:
+        assert len(part.open(b"\0" * 32 * 4)) == 0
+    finally:
+        part.close()
+
+
+def test_room_taken_by_a_reservation_that_fails_half_way_is_given_back(tmp_path, monkeypatch) -> None:
+    # The free space looked enough (someone else took it between our look and the
+    # reservation): ext4 keeps what the failed fallocate took, so we give it back ourselves.
+    import peer.piecewriter as pw
+
+    class Plenty:
+        def __init__(self, real: os.statvfs_result) -> None:
+            self.f_blocks, self.f_frsize, self.f_bavail = real.f_blocks, real.f_frsize, 10**12
+
+    real_fstatvfs = os.fstatvfs
+    with small_ext4(str(tmp_path / "disk"), 40) as disk:
+        before = free_bytes(disk)
+        monkeypatch.setattr(pw.os, "fstatvfs", lambda fd: Plenty(real_fstatvfs(fd)))
+        meta = _meta(before + 8 * MIB)
+        part = PartFile(os.path.join(disk, "out"), meta)
+        try:
+            with pytest.raises(LocalError) as err:
+                part.open(b"\0" * 32 * meta.num_pieces)
+        finally:
+            part.close()
+        assert err.value.code is Code.NO_SPACE
+        assert free_bytes(disk) >= before - MIB, "the failed reservation kept the disk full"
