@@ -63,24 +63,26 @@ class HolderBook:
         """A holders reply or push: holders that appeared or changed, keys that left."""
         left = {str(k) for k in body.get("left", []) if isinstance(k, str)}
         gone = [hid for hid, h in self.holders.items() if h.key in left]
-        items = body.get("holders", [])
-        listed = {str(i.get("endpoint")) for i in items if isinstance(i, dict)}
-        for item in items:
-            gone += self._take(item, listed)
+        listed = [h for h in map(self._parse, body.get("holders", [])) if h is not None]
+        endpoints = {h.endpoint for h, _ in listed}
+        for h, have in listed:
+            gone += self._take(h, have, endpoints)
         for hid in gone:
             self.picker.remove_holder(hid)
             self.holders.pop(hid, None)
         return gone
 
-    def _take(self, item: object, listed: set[str]) -> list[str]:
-        """Add or update one listed holder; the ids it replaces (its old endpoints, unless the
-        same message lists them too: one key may run two sessions)."""
+    def _parse(self, item: object) -> tuple[Holder, Bitfield | None] | None:
         try:
             h = Holder.from_wire(item)
-            have = None if h.have is None else Bitfield.decode(self.meta.num_pieces, h.have)
+            return h, None if h.have is None else Bitfield.decode(self.meta.num_pieces, h.have)
         except ProtocolError as exc:
             log.warning("ignoring malformed holder: %s", exc)
-            return []
+            return None
+
+    def _take(self, h: Holder, have: Bitfield | None, listed: set[str]) -> list[str]:
+        """Add or update one listed holder; the ids it replaces (its old endpoints, unless the
+        same message lists them too: one key may run two sessions)."""
         if h.key == self.own_key:
             return []
         # One entry per key: a peer that restarted on another port is listed at its new

@@ -118,17 +118,15 @@ class PartFile:
         """Give back what a reservation that failed half-way took (the room was there when we
         looked, then someone else took it): every run of pieces not verified, so a full disk
         is not left full by us; verified pieces stay for the next attempt."""
-        size, n = self.meta.piece_size, self.meta.num_pieces
-        piece = 0
-        while piece < n:
-            if piece in self.have:
-                piece += 1
-                continue
-            end = piece
-            while end < n and end not in self.have:
-                end += 1
-            release(self.fd, piece * size, min(end * size, self.meta.size) - piece * size)
-            piece = end
+        runs: list[list[int]] = []  # [first, end) of each run of missing pieces
+        for piece in self.have.missing():
+            if runs and runs[-1][1] == piece:
+                runs[-1][1] = piece + 1
+            else:
+                runs.append([piece, piece + 1])
+        size = self.meta.piece_size
+        for first, end in runs:
+            release(self.fd, first * size, min(end * size, self.meta.size) - first * size)
 
     def writer(self) -> PieceWriter:
         """A writer for one writer thread (each has its own aligned buffer)."""

@@ -45,14 +45,13 @@ class HolderState:
     served: int = 0  # pieces it delivered (verified)
     failures: int = 0
     backoff_until: float = 0.0
-    flight: set[int] = field(default_factory=set)
+    flight: dict[int, float] = field(default_factory=dict)  # piece -> when we asked for it
     window: float = float("inf")  # pieces it takes at once, learnt from its BUSY answers
     ceiling: float = float("inf")  # how many at once last timed out, less one (see ``failed``)
     calm: int = 0  # pieces delivered since its last timeout
     cut_at: float = float("-inf")  # when a timeout last cut its window
     per_piece: float = 0.0  # recent seconds from asking to a verified piece (0: not measured)
     measured_at: float = float("-inf")  # when ``per_piece`` was last updated
-    asked_at: dict[int, float] = field(default_factory=dict)
 
     def has(self, piece: int) -> bool:
         return self.have is None or piece in self.have
@@ -104,7 +103,7 @@ class Picker:
         self.have = have.copy()
         self.in_flight.clear()
         for h in self.holders.values():
-            h.load, h.flight, h.asked_at = 0, set(), {}
+            h.load, h.flight = 0, {}
         self._dirty = True
 
     # --- holders --------------------------------------------------------------------------
@@ -213,7 +212,7 @@ class Picker:
         """A verified piece arrived (at ``now``, which times the holder); False when we
         already had it (endgame duplicate)."""
         h = self.holders.get(hid)
-        asked = h.asked_at.get(piece) if h is not None else None
+        asked = h.flight.get(piece) if h is not None else None
         self._unflight(piece, hid, requeue=False)
         if h is not None and now is not None and asked is not None:
             took = max(0.0, now - asked)
@@ -249,7 +248,7 @@ class Picker:
         h = self.holders.get(hid)
         was = h is not None and piece in h.flight
         level = h.load if h is not None else 0  # in flight when it failed, this one included
-        asked = h.asked_at.get(piece) if h is not None else None
+        asked = h.flight.get(piece) if h is not None else None
         self._unflight(piece, hid)
         if h is None:
             return
@@ -289,15 +288,12 @@ class Picker:
         self.in_flight.setdefault(piece, set()).add(hid)
         h = self.holders[hid]
         h.load += 1
-        h.flight.add(piece)
-        h.asked_at[piece] = now
+        h.flight[piece] = now
 
-    def _unflight(self, piece: int, hid: str, requeue: bool = True) -> int:
-        """Takes the piece off the holder's flight; how many it still has in flight."""
+    def _unflight(self, piece: int, hid: str, requeue: bool = True) -> None:
         h = self.holders.get(hid)
         if h is not None and piece in h.flight:
-            h.flight.discard(piece)
-            h.asked_at.pop(piece, None)
+            del h.flight[piece]
             h.load -= 1
         asked = self.in_flight.get(piece)
         if asked is not None:
@@ -306,7 +302,6 @@ class Picker:
                 del self.in_flight[piece]
                 if requeue and piece not in self.have and not self._dirty:
                     heapq.heappush(self._heap, (self._counts[piece], self.rng.random(), piece))
-        return h.load if h is not None else 0
 
     # --- questions ------------------------------------------------------------------------
     @property

@@ -53,17 +53,23 @@ def _meta(size: int) -> FileMeta:
     return FileMeta(group="g", name="f.bin", size=size, piece_size=PIECE, root="00" * 32)
 
 
+def _open_too_big(disk: str, free: int) -> LocalError:
+    """Open the partial file of a download 8 MiB bigger than ``free``; the error it raised."""
+    meta = _meta(free + 8 * MIB)
+    part = PartFile(os.path.join(disk, "out"), meta)
+    try:
+        with pytest.raises(LocalError) as err:
+            part.open(b"\0" * 32 * meta.num_pieces)
+    finally:
+        part.close()
+    return err.value
+
+
 def test_a_file_too_big_for_the_disk_is_refused_without_taking_the_room_left(tmp_path) -> None:
     with small_ext4(str(tmp_path / "disk"), 40) as disk:
         before = free_bytes(disk)
-        meta = _meta(before + 8 * MIB)
-        part = PartFile(os.path.join(disk, "out"), meta)
-        try:
-            with pytest.raises(LocalError) as err:
-                part.open(b"\0" * 32 * meta.num_pieces)
-        finally:
-            part.close()
-        assert err.value.code is Code.NO_SPACE and "not enough free space" in err.value.message
+        err = _open_too_big(disk, before)
+        assert err.code is Code.NO_SPACE and "not enough free space" in err.message
         assert free_bytes(disk) >= before - MIB, "the refused download filled the disk"
 
 
@@ -140,12 +146,5 @@ def test_room_taken_by_a_reservation_that_fails_half_way_is_given_back(tmp_path,
     with small_ext4(str(tmp_path / "disk"), 40) as disk:
         before = free_bytes(disk)
         monkeypatch.setattr(pw.os, "fstatvfs", lambda fd: Plenty(real_fstatvfs(fd)))
-        meta = _meta(before + 8 * MIB)
-        part = PartFile(os.path.join(disk, "out"), meta)
-        try:
-            with pytest.raises(LocalError) as err:
-                part.open(b"\0" * 32 * meta.num_pieces)
-        finally:
-            part.close()
-        assert err.value.code is Code.NO_SPACE
+        assert _open_too_big(disk, before).code is Code.NO_SPACE
         assert free_bytes(disk) >= before - MIB, "the failed reservation kept the disk full"

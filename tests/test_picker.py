@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
@@ -526,40 +527,40 @@ def test_one_stall_cuts_a_holders_window_once_whichever_worker_sees_it() -> None
     assert p.holders["S"].ceiling == 3 and p.holders["S"].window == 2
 
 
-def test_a_holder_measured_slow_once_is_measured_again() -> None:
-    # 16 equal holders, 12 pieces in flight, so ties decide who is asked. One slow first piece
-    # (a cold disk: 2 s) left H0 losing every tie: 12 pieces in a minute against 448 each.
-    p = make(100_000, {f"H{k}": None for k in range(16)}, seed=3)
+def _a_minute(p: Picker, took: Callable[[str, Counter[str], list], float]) -> Counter[str]:
+    """Pieces each holder delivered in a simulated minute, at most 12 in flight; ``took``: how
+    long a piece asked of a holder takes (given what was delivered and what is in flight)."""
     p.max_in_flight = 12
     events: list[tuple[float, int, str]] = []
     t, by = 0.0, Counter[str]()
     while t < 60.0:
         while (choice := p.assign(t)) is not None:
             piece, hid = choice
-            cold = hid == "H0" and not by["H0"] and not any(e[2] == "H0" for e in events)
-            heapq.heappush(events, (t + (2.0 if cold else 0.1), piece, hid))
+            heapq.heappush(events, (t + took(hid, by, events), piece, hid))
         t, piece, hid = heapq.heappop(events)
-        p.done(piece, hid, t)
-        by[hid] += 1
+        if t < 60.0:
+            p.done(piece, hid, t)
+            by[hid] += 1
+    return by
+
+
+def test_a_holder_measured_slow_once_is_measured_again() -> None:
+    # 16 equal holders, 12 pieces in flight, so ties decide who is asked. One slow first piece
+    # (a cold disk: 2 s) left H0 losing every tie: 12 pieces in a minute against 448 each.
+    def took(hid: str, by: Counter[str], events: list) -> float:
+        cold = hid == "H0" and not by["H0"] and not any(e[2] == "H0" for e in events)
+        return 2.0 if cold else 0.1
+
+    by = _a_minute(make(100_000, {f"H{k}": None for k in range(16)}, seed=3), took)
     assert by["H0"] >= 0.8 * sum(by.values()) / 16, by
 
 
 def _pieces_in_a_minute(slow_holders: int) -> Counter[str]:
-    """One fast holder (0.1 s a piece) and ``slow_holders`` slow but healthy ones (6 s a piece),
-    12 pieces in flight at most: pieces each kind delivered in a simulated minute."""
+    """One fast holder (0.1 s a piece) and ``slow_holders`` slow but healthy ones (6 s a piece):
+    pieces each kind delivered in a simulated minute."""
     p = make(100_000, {"F": None, **{f"S{k}": None for k in range(slow_holders)}}, seed=2)
-    p.max_in_flight = 12
-    events: list[tuple[float, int, str]] = []
-    t, by = 0.0, Counter[str]()
-    while t < 60.0:
-        while (choice := p.assign(t)) is not None:
-            piece, hid = choice
-            heapq.heappush(events, (t + (0.1 if hid == "F" else 6.0), piece, hid))
-        t, piece, hid = heapq.heappop(events)
-        if t < 60.0:
-            p.done(piece, hid, t)
-            by[hid[0]] += 1
-    return by
+    by = _a_minute(p, lambda hid, by, events: 0.1 if hid == "F" else 6.0)
+    return Counter({kind: sum(n for hid, n in by.items() if hid[0] == kind) for kind in "FS"})
 
 
 def test_a_fast_holder_among_many_slow_ones_gets_the_ties() -> None:
